@@ -1,0 +1,125 @@
+"""The command line: a click group with one thin function per command.
+
+Each command imports what it needs when it runs, so ``runbook --help`` and
+``runbook validate`` never import httpx or a provider. :func:`main` is the one
+error wrapper: a user's mistake is one located line per problem and exit 2; a
+bug is one line and exit 3 (the traceback with ``--debug``); Ctrl-C is 130.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+import click
+
+from engine import __version__
+
+__all__ = ["cli", "main"]
+
+_VAR_HELP = "Set a variable: KEY=VALUE, VALUE read as YAML (n=3 is a number). Repeatable."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="runbook")
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Run declarative YAML runbooks against Membrane, Pipedream Connect and HTTP APIs."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help=_VAR_HELP)
+@click.option("--vars-file", type=click.Path(dir_okay=False), help="A YAML mapping of variables.")
+@click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False),
+              help="Where to write the manifest (default .runbook/runs/<run id>.json).")
+@click.option("--emulate", is_flag=True,
+              help="Run against the built-in emulator on loopback, with dummy credentials.")
+@click.option("--json", "json_output", is_flag=True, help="Print the manifest to stdout.")
+def run(file: str, var_pairs: tuple[str, ...], vars_file: str | None,
+        manifest_path: str | None, emulate: bool, json_output: bool) -> int:
+    """Validate FILE, then run its steps in order and write a results manifest."""
+    from engine.commands.run import run as run_command
+
+    return run_command(file, var_pairs=var_pairs, vars_file=vars_file,
+                       manifest_path=manifest_path, emulate=emulate, json_output=json_output)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help=_VAR_HELP)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+              show_default=True, help="How to print problems.")
+def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], fmt: str) -> int:
+    """Check FILES (files, globs or directories) without sending anything."""
+    from engine.commands.validate import validate as validate_command
+
+    return validate_command(files, var_pairs=var_pairs, fmt=fmt,
+                            stdout=sys.stdout, stderr=sys.stderr)
+
+
+@cli.command()
+@click.argument("which", type=click.Choice(["runbook", "manifest"]), default="runbook")
+def schema(which: str) -> int:
+    """Print the JSON Schema of a runbook or of a results manifest."""
+    from engine.schemas import schema_dir
+
+    with open(schema_dir() / f"{which}.schema.json", encoding="utf-8") as fh:
+        sys.stdout.write(fh.read())
+    return 0
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback unless you ask otherwise).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+def emulate(host: str, port: int) -> int:
+    """Serve the Membrane and Pipedream emulator until Ctrl-C."""
+    from engine.emulator import serve_forever
+
+    def ready(url: str) -> None:
+        click.echo(f"runbook emulator listening on {url}  (Ctrl-C to stop)")
+        click.echo(f"  export MEMBRANE_BASE_URL={url} MEMBRANE_TOKEN=emulator-token")
+
+    try:
+        serve_forever(host, port, on_ready=ready)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _report_internal(exc: BaseException, debug: bool) -> None:
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    else:
+        sys.stderr.write(
+            f"runbook: internal error ({type(exc).__name__}: {exc}); this is a bug. "
+            "Run again with --debug for the traceback.\n"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``runbook`` console script; returns the exit code (the script exits with it)."""
+    from engine.errors import RunbookError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        result = cli.main(args=args, prog_name="runbook", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.stderr.write("interrupted\n")
+        return 130
+    except RunbookError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return exc.exit_code
+    except Exception as exc:  # anything else is a bug in the engine
+        _report_internal(exc, debug)
+        return 3
+    return result if isinstance(result, int) else 0
+

@@ -1,0 +1,56 @@
+"""The exception tree of the engine.
+
+::
+
+    RunbookError                  a user's mistake; exit 2, nothing dispatched
+    ├── LocatedErrors             one or more problems at FILE:LINE:COL
+    └── ManifestError             a manifest that cannot be read or resumed
+    ProviderError                 a typed failure of one step (engine.providers.base)
+    InternalError                 anything else is a bug: exit 3
+
+Every located problem is a :class:`Problem`; validation gathers all of them
+before raising, so a user sees every mistake of a file at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Problem", "RunbookError", "LocatedErrors", "ManifestError", "Interrupted"]
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One mistake at a position in a file (1-based line and column)."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        prefix = "" if self.severity == "error" else f"{self.severity}: "
+        return f"{self.file}:{self.line}:{self.col}: {prefix}{self.message}"
+
+
+class RunbookError(Exception):
+    """A mistake in the input (runbook, vars, environment, command line): exit 2."""
+
+    exit_code = 2
+
+
+class LocatedErrors(RunbookError):
+    """Every problem found in the input, sorted by file and position."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ManifestError(RunbookError):
+    """A manifest that is not ours, is truncated, or belongs to another runbook."""
+
+
+class Interrupted(Exception):
+    """Raised inside a run when SIGINT or SIGTERM arrives."""

@@ -1,0 +1,185 @@
+"""The results manifest (SPEC §6): written so that it is valid JSON at every moment.
+
+The file starts as a complete manifest with ``run.status: running`` and no
+steps. Each finished step is appended in place: one ``pwrite`` puts the step
+and the unchanged closing bytes where the closing bytes stood, so recording
+costs time linear in the number of steps and a process killed between two
+writes leaves a valid manifest with every finished step. At the end the whole
+manifest is written once more, atomically (temporary file + rename), with the
+final status, every step of the runbook in order, and the outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets as _secrets
+import subprocess
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from engine import __version__
+from engine.model import StepResult
+from engine.providers.base import Redactor
+
+__all__ = [
+    "ManifestWriter",
+    "new_run_id",
+    "now_rfc3339",
+    "request_sha256",
+    "step_record",
+    "git_info",
+    "header",
+]
+
+
+def now_rfc3339() -> str:
+    """The current UTC time, RFC 3339 with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: ``20261123T093512Z-3f9a2c``."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + _secrets.token_hex(3)
+
+
+def _dumps(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, indent=indent,
+                      separators=None if indent else (",", ":"))
+
+
+def request_sha256(request: Any) -> str:
+    """The hash of a (redacted) request in canonical JSON: same request, same hash."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def git_info(path: str) -> dict[str, Any] | None:
+    """The commit of the repository holding ``path`` and whether the file differs from it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        out = subprocess.run(
+            ["git", "-C", folder, "status", "--porcelain=v2", "--branch", "--",
+             os.path.basename(path)],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    commit: str | None = None
+    dirty = False
+    for line in out.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.split()[2]
+            commit = None if oid == "(initial)" else oid
+        elif line and not line.startswith("#"):
+            dirty = True
+    return {"commit": commit, "dirty": dirty}
+
+
+def step_record(result: StepResult, redactor: Redactor) -> dict[str, Any]:
+    """A step as the manifest records it; known secrets scrubbed."""
+    step = result.step
+    record: dict[str, Any] = {
+        "id": step.id,
+        "name": step.name,
+        "section": "finally" if step.is_finally else "steps",
+        "provider": step.provider,
+        "provider_type": step.provider_type,
+        "dispatch": step.style,
+        "status": result.status.value,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "duration_ms": result.duration_ms,
+        "attempts": [
+            {
+                "number": a.number,
+                "started_at": a.started_at,
+                "duration_ms": a.duration_ms,
+                "http_status": a.http_status,
+                "error": a.error,
+            }
+            for a in result.attempts
+        ],
+        "request": result.request,
+        "request_sha256": result.request_sha256,
+        "output": result.output,
+        "exports": result.exports,
+        "logs": result.logs,
+        "run_id": result.run_id,
+        "error": result.error.to_json() if result.error else None,
+    }
+    if result.extra:
+        record["extra"] = result.extra
+    return redactor.scrub(record) if redactor else record
+
+
+def header(run_id: str, started_at: str, runbook_path: str, runbook_name: str, sha256: str,
+           vars: dict[str, Any], *, resumed_from: str | None = None,
+           emulated: bool = False) -> dict[str, Any]:
+    """A manifest with no steps yet and ``run.status: running``."""
+    run: dict[str, Any] = {
+        "id": run_id,
+        "status": "running",
+        "started_at": started_at,
+        "finished_at": None,
+        "duration_ms": None,
+        "resumed_from": resumed_from,
+    }
+    if emulated:
+        run["emulated"] = True
+    return {
+        "manifest_version": 1,
+        "engine": {"name": "runbook", "version": __version__},
+        "run": run,
+        "runbook": {"path": runbook_path, "name": runbook_name, "sha256": sha256,
+                    "git": git_info(runbook_path)},
+        "vars": vars,
+        "steps": [],
+        "outputs": {},
+    }
+
+
+class ManifestWriter:
+    """Keeps one manifest file valid while a run appends to it."""
+
+    _TRAILER = "\n], \"outputs\": {}}\n"
+
+    def __init__(self, path: str, manifest: dict[str, Any]) -> None:
+        self.path = path
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        head = {k: v for k, v in manifest.items() if k not in ("steps", "outputs")}
+        prefix = _dumps(head)[:-1] + ', "steps": ['
+        self._trailer = self._TRAILER.encode("utf-8")
+        prefix_bytes = prefix.encode("utf-8")
+        self._atomic_write(prefix_bytes + self._trailer)
+        self._fd = os.open(path, os.O_WRONLY)
+        self._offset = len(prefix_bytes)
+        self._count = 0
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Record one finished step: one write, proportional to the step's size."""
+        data = (("," if self._count else "") + "\n" + _dumps(record)).encode("utf-8")
+        os.pwrite(self._fd, data + self._trailer, self._offset)
+        self._offset += len(data)
+        self._count += 1
+
+    def finish(self, manifest: dict[str, Any]) -> None:
+        """Write the final manifest atomically and close the file."""
+        self.close()
+        self._atomic_write((_dumps(manifest, indent=2) + "\n").encode("utf-8"))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _atomic_write(self, data: bytes) -> None:
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, self.path)

@@ -1,0 +1,141 @@
+"""Everything checked after validation and before the first dispatch.
+
+Missing secrets (all of them at once), provider configurations rendered and
+checked, credentials present: any problem here is exit 2 with nothing sent.
+With ``--emulate`` every provider that can be is pointed at the emulator with
+dummy credentials, and secrets that are not set get placeholder values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import LocatedErrors, Problem
+from engine.model import Runbook
+from engine.providers.base import Provider, ProviderError, Redactor
+from engine.providers.registry import provider_class, type_info
+from engine.templating import TemplateError, Templates, iter_templates, render_value
+
+__all__ = ["Prepared", "preflight", "secret_references"]
+
+
+@dataclass
+class Prepared:
+    """Providers ready to send, the redactor that knows every secret, and notices."""
+
+    providers: dict[str, Provider]
+    redactor: Redactor
+    environ: dict[str, str]
+    notices: list[str] = field(default_factory=list)
+
+
+def _used_providers(runbook: Runbook) -> list[str]:
+    names: dict[str, None] = {}
+    for step in runbook.steps + runbook.finally_steps:
+        names.setdefault(step.provider)
+    return list(names)
+
+
+def _templated_fields(runbook: Runbook, templates: Templates) -> Iterator[tuple[tuple, str]]:
+    for step in runbook.steps + runbook.finally_steps:
+        for key, value in (("dispatch", step.target), ("input", step.input), ("with", step.options)):
+            yield from iter_templates(value, step.path + (key,))
+        if isinstance(step.when, str):
+            yield step.path + ("when",), templates.condition(step.when)
+        for i, expr in enumerate(step.asserts):
+            yield step.path + ("assert", i), templates.condition(expr)
+    yield from iter_templates(runbook.outputs, ("outputs",))
+    for name in _used_providers(runbook):
+        spec = runbook.providers[name]
+        yield from iter_templates(spec.config, spec.path)
+
+
+def secret_references(runbook: Runbook, templates: Templates) -> dict[str, tuple]:
+    """Every secret a template names by constant, with where it is first named."""
+    found: dict[str, tuple] = {}
+    for path, src in _templated_fields(runbook, templates):
+        for name in templates.compile(src).analysis.secrets:
+            found.setdefault(name, path)
+    return found
+
+
+def _provider_position(runbook: Runbook, name: str) -> tuple:
+    spec = runbook.providers[name]
+    if spec.path:
+        return spec.path
+    for step in runbook.steps + runbook.finally_steps:
+        if step.provider == name:
+            return step.path + ("provider",)
+    return ()
+
+
+def preflight(
+    runbook: Runbook,
+    templates: Templates,
+    *,
+    vars: Mapping[str, Any],
+    environ: Mapping[str, str],
+    run_info: Mapping[str, Any],
+    emulator_url: str | None = None,
+) -> Prepared:
+    """Check secrets and build every provider the run uses; raise LocatedErrors on problems."""
+    source = runbook.source
+    env = dict(environ)
+    redactor = Redactor()
+    notices: list[str] = []
+    problems: list[Problem] = []
+    refs = secret_references(runbook, templates)
+    missing = {name: path for name, path in refs.items() if name not in env}
+    if missing and emulator_url is not None:
+        for name in missing:
+            env[name] = f"emulated-{name.lower()}"
+        notices.append("--emulate: placeholder values for unset secrets: " + ", ".join(sorted(missing)))
+    elif missing:
+        for name, path in sorted(missing.items()):
+            problems.append(source.problem(
+                path, f"secret {name!r} is not set: export the environment variable {name}"))
+        raise LocatedErrors(problems)
+    for name in refs:
+        redactor.add(env.get(name))
+
+    context = {"vars": vars, "secrets": env, "env": env, "run": run_info}
+    providers: dict[str, Provider] = {}
+    for name in _used_providers(runbook):
+        spec = runbook.providers[name]
+        position = _provider_position(runbook, name)
+        cls = provider_class(spec.type)
+        try:
+            config, _ = render_value(spec.config, templates, context, f"providers.{name}")
+        except TemplateError as exc:
+            problems.append(source.problem(position, str(exc)))
+            continue
+        problem = _check_config(spec.type, config)
+        if problem:
+            problems.append(source.problem(position, f"providers.{name}: {problem}"))
+            continue
+        if emulator_url is not None and hasattr(cls, "emulated_config"):
+            config = cls.emulated_config(config, emulator_url)
+        try:
+            providers[name] = cls(name, config, env=env, redactor=redactor)
+        except ProviderError as exc:
+            problems.append(source.problem(position, exc.message))
+    if problems:
+        for provider in providers.values():
+            provider.close()
+        raise LocatedErrors(problems)
+    return Prepared(providers, redactor, env, notices)
+
+
+def _check_config(type_name: str, config: Any) -> str | None:
+    info = type_info(type_name)
+    if info is None:
+        return None
+    from jsonschema import Draft202012Validator
+
+    errors = [
+        f"{'.'.join(str(p) for p in e.absolute_path) or 'config'}: {e.message}"
+        for e in Draft202012Validator(info.config_schema).iter_errors(config)
+    ]
+    return "; ".join(errors) or None

@@ -1,0 +1,1 @@
+"""Provider types: one module per type, found through :mod:`engine.providers.registry`."""

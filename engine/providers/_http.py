@@ -1,0 +1,113 @@
+"""The one boundary between httpx and the engine: exceptions become ProviderErrors."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import ssl
+import time
+from typing import Any
+
+import httpx
+
+from engine.providers.base import ProviderError
+
+__all__ = ["make_client", "send", "classify", "retry_after", "parse_body", "error_message"]
+
+_SSL: ssl.SSLContext | None = None
+
+
+def _ssl_context() -> ssl.SSLContext:
+    global _SSL
+    if _SSL is None:
+        _SSL = httpx.create_ssl_context()
+    return _SSL
+
+
+def make_client(base_url: str, headers: dict[str, str] | None = None) -> httpx.Client:
+    """One keep-alive client per provider instance; TLS set up only for https."""
+    verify: Any = _ssl_context() if base_url.startswith("https:") else False
+    return httpx.Client(
+        base_url=base_url,
+        headers=headers or {},
+        verify=verify,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def send(client: httpx.Client, request: httpx.Request, timeout: float | None) -> httpx.Response:
+    """Send ``request``; map httpx's exceptions to typed :class:`ProviderError`."""
+    request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+    try:
+        response = client.send(request)
+        response.read()
+        return response
+    except httpx.TimeoutException as exc:
+        phase = type(exc).__name__.replace("Timeout", "").lower() or "request"
+        raise ProviderError(
+            "timeout", f"no answer within the step timeout of {timeout:g}s ({phase})"
+            if timeout else f"timed out ({phase})"
+        ) from None
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+            httpx.WriteError, httpx.ProxyError) as exc:
+        raise ProviderError(
+            "connection", f"connection to {request.url.host}:{request.url.port} failed: {exc}"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise ProviderError("connection", f"HTTP error: {type(exc).__name__}: {exc}") from None
+
+
+def classify(status: int) -> str:
+    """The error type of a non-success HTTP status."""
+    if status in (401, 403):
+        return "authentication"
+    if status == 429:
+        return "rate_limited"
+    if 400 <= status < 500:
+        return "client_error"
+    if status >= 500:
+        return "server_error"
+    return "malformed_response"
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def parse_body(response: httpx.Response) -> tuple[Any, bool]:
+    """``(value, is_json)``: the parsed JSON body, or its text."""
+    content = response.content
+    if not content:
+        return None, False
+    try:
+        return json.loads(content), True
+    except ValueError:
+        return response.text, False
+
+
+def error_message(body: Any, status: int) -> str:
+    """The provider's own message from an error body, or a short excerpt of it."""
+    if isinstance(body, dict):
+        for key in ("message", "error_description", "detail", "error"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return value["message"]
+    if isinstance(body, str) and body.strip():
+        text = " ".join(body.split())
+        return text[:200] + ("..." if len(text) > 200 else "")
+    return f"HTTP {status}"

@@ -1,0 +1,101 @@
+"""Plain HTTP: the ``api`` style against ``base_url`` or an absolute ``url``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from engine.providers import _http
+from engine.providers.base import ActionCall, ActionResult, ProviderError, Redactor
+
+__all__ = ["HttpProvider"]
+
+
+class HttpProvider:
+    """Sends the step's inline request; the parsed body is the output."""
+
+    type_name: ClassVar[str] = "http"
+    styles: ClassVar[tuple[str, ...]] = ("api",)
+
+    @staticmethod
+    def emulated_config(config: Mapping[str, Any], url: str) -> dict[str, Any]:
+        """The configuration ``--emulate`` uses: the emulator's echo API under ``/http``.
+
+        Absolute ``url`` targets are rewritten to ``/http/<host>/<path>`` there too,
+        so an emulated run never leaves the machine.
+        """
+        return {**config, "base_url": f"{url}/http", "_emulated": True}
+
+    def __init__(
+        self, name: str, config: Mapping[str, Any], *, env: Mapping[str, str], redactor: Redactor
+    ) -> None:
+        self.name = name
+        self.base_url = str(config.get("base_url") or "").rstrip("/")
+        self.headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
+        self._emulated = bool(config.get("_emulated"))
+        self._client: Any = None
+
+    def _url(self, target: Mapping[str, Any]) -> str:
+        if "url" in target:
+            url = str(target["url"])
+            if self._emulated:
+                return self.base_url + "/" + url.split("://", 1)[-1]
+            return url
+        if not self.base_url:
+            raise ProviderError(
+                "configuration",
+                f"http provider {self.name!r} has no base_url, so the step needs a full url",
+            )
+        path = str(target.get("path", ""))
+        return self.base_url + (path if path.startswith("/") else "/" + path)
+
+    def request_body(self, call: ActionCall) -> dict[str, Any]:
+        """Method, URL, query, the step's own headers and body (provider headers are not recorded)."""
+        target = call.target
+        request: dict[str, Any] = {"method": target.get("method", "GET"), "url": self._url(target)}
+        for key in ("query", "headers", "body"):
+            if key in target:
+                request[key] = target[key]
+        return request
+
+    def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
+        if self._client is None:
+            self._client = _http.make_client(self.base_url or "http://localhost", self.headers)
+        spec = self.request_body(call)
+        query = {k: _query_value(v) for k, v in (spec.get("query") or {}).items()}
+        request = self._client.build_request(
+            spec["method"],
+            spec["url"],
+            params=query or None,
+            headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
+            json=spec["body"] if "body" in spec else None,
+        )
+        response = _http.send(self._client, request, timeout)
+        body, _ = _http.parse_body(response)
+        status = response.status_code
+        exports = {"status": status, "headers": dict(response.headers)}
+        expected = call.options.get("expect_status")
+        ok = status in expected if expected else 200 <= status < 300
+        if not ok:
+            raise ProviderError(
+                _http.classify(status) if status >= 400 else "client_error",
+                f"{spec['method']} {spec['url']} answered {status}: {_http.error_message(body, status)}",
+                http_status=status,
+                retry_after=_http.retry_after(response.headers.get("retry-after")),
+                extra={"exports": exports},
+            )
+        return ActionResult(output=body, exports=exports, http_status=status)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _query_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return [_query_value(v) for v in value]
+    return value
+

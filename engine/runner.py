@@ -1,0 +1,292 @@
+"""Runs the steps of a validated runbook in order: render, dispatch, record.
+
+The runner does no file or terminal I/O: it hands every finished
+:class:`~engine.model.StepResult` to an :class:`Observer`, and every exception
+of a step (a provider's typed error, a template that does not render, a false
+assertion, Ctrl-C) becomes that step's result, never a crash of the run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.manifest import now_rfc3339, request_sha256
+from engine.model import Attempt, RetryPolicy, Runbook, Status, Step, StepError, StepResult
+from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError, Redactor
+from engine.templating import TemplateError, Templates, contains_template, render_value
+
+__all__ = ["Observer", "RunOutcome", "Runner", "truthy", "retry_delay", "should_retry"]
+
+_FALSE_STRINGS = frozenset({"", "false", "0", "no", "off", "none", "null"})
+
+
+def truthy(value: Any) -> bool:
+    """Truth of a rendered condition; the strings "false", "0", "no", "" are false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_STRINGS
+    return bool(value)
+
+
+def should_retry(error: ProviderError, policy: RetryPolicy) -> bool:
+    """Whether ``error`` is one of the conditions listed in ``policy.on``."""
+    on = policy.on
+    if error.type in ("connection", "timeout"):
+        return error.type in on
+    status = error.http_status
+    if status is None:
+        return False
+    if str(status) in on:
+        return True
+    return (f"{status // 100}xx" in on) and status >= 400
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, retry_after: float | None,
+                rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait after failed ``attempt`` (1-based).
+
+    Exponential backoff uses full jitter: a uniform draw below
+    ``initial_delay * 2**(attempt-1)``, capped by ``max_delay``. A server's
+    ``Retry-After`` wins over the computed delay, still capped by ``max_delay``.
+    """
+    if policy.backoff == "fixed":
+        delay = min(policy.initial_delay, policy.max_delay)
+    else:
+        delay = rng() * min(policy.max_delay, policy.initial_delay * 2 ** (attempt - 1))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, policy.max_delay))
+    return delay
+
+
+class Observer(Protocol):
+    """Receives the run's progress (console lines, the manifest journal)."""
+
+    def step_started(self, step: Step) -> None: ...
+
+    def step_finished(self, result: StepResult) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    """The whole run: its status, every step's result, and the runbook outputs."""
+
+    status: Status
+    results: list[StepResult]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+class _StepFailed(Exception):
+    def __init__(self, error: StepError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _now_ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)
+
+
+class Runner:
+    """Runs one runbook once."""
+
+    def __init__(
+        self,
+        runbook: Runbook,
+        templates: Templates,
+        *,
+        vars: Mapping[str, Any],
+        environ: Mapping[str, str],
+        run_info: dict[str, Any],
+        providers: Mapping[str, Provider],
+        observer: Observer,
+        redactor: Redactor | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.runbook = runbook
+        self.templates = templates
+        self.providers = providers
+        self.observer = observer
+        self.redactor = redactor or Redactor()
+        self.sleep = sleep
+        self.steps_ctx: dict[str, Any] = {}
+        self.run_info = run_info
+        self.context: dict[str, Any] = {
+            "vars": vars,
+            "steps": self.steps_ctx,
+            "secrets": environ,
+            "env": environ,
+            "run": run_info,
+        }
+        self._options_validators: dict[str, Any] = {}
+
+    def run(self) -> RunOutcome:
+        """Run ``steps``, then ``finally``, then compute ``outputs``."""
+        results: list[StepResult] = []
+        failed = interrupted = False
+        for step in self.runbook.steps:
+            if failed or interrupted:
+                result = StepResult(step, Status.NOT_RUN)
+            else:
+                result = self._run_step(step)
+                if result.status is Status.FAILED and not step.continue_on_error:
+                    failed = True
+                elif result.status is Status.INTERRUPTED:
+                    interrupted = True
+            self._finish(result, results)
+        any_failed = any(r.status is Status.FAILED for r in results)
+        self.run_info["status"] = "failed" if (any_failed or interrupted) else "succeeded"
+        self.run_info["interrupted"] = interrupted
+        for step in self.runbook.finally_steps:
+            result = self._run_step(step)
+            if result.status is Status.INTERRUPTED:
+                interrupted = True
+            self._finish(result, results)
+        outputs, error = self._outputs()
+        if interrupted:
+            status = Status.INTERRUPTED
+        elif error or any(r.status is Status.FAILED for r in results):
+            status = Status.FAILED
+        else:
+            status = Status.SUCCEEDED
+        return RunOutcome(status, results, outputs, error)
+
+    def _finish(self, result: StepResult, results: list[StepResult]) -> None:
+        if result.status is not Status.NOT_RUN:
+            self.steps_ctx[result.step.id] = result.context()
+        results.append(result)
+        self.observer.step_finished(result)
+
+    def _outputs(self) -> tuple[dict[str, Any], str | None]:
+        if not self.runbook.outputs:
+            return {}, None
+        try:
+            _, redacted = render_value(self.runbook.outputs, self.templates, self.context, "outputs")
+        except TemplateError as exc:
+            return {}, str(exc)
+        return redacted, None
+
+    def _render(self, value: Any, path: str) -> tuple[Any, Any]:
+        try:
+            return render_value(value, self.templates, self.context, path)
+        except TemplateError as exc:
+            raise _StepFailed(StepError("template", str(exc))) from None
+
+    def _condition(self, source: str | bool, path: str) -> Any:
+        if isinstance(source, bool):
+            return source
+        return self._render(self.templates.condition(source), path)[0]
+
+    def _run_step(self, step: Step) -> StepResult:
+        result = StepResult(step, Status.RUNNING, started_at=now_rfc3339())
+        start = time.monotonic()
+        self.observer.step_started(step)
+        try:
+            if step.when is not None and not truthy(self._condition(step.when, "when")):
+                result.status = Status.SKIPPED
+            else:
+                self._dispatch(step, result)
+                self._check_asserts(step, result)
+                result.status = Status.SUCCEEDED
+        except _StepFailed as exc:
+            result.status = Status.FAILED
+            result.error = exc.error
+        except KeyboardInterrupt:
+            result.status = Status.INTERRUPTED
+            result.error = StepError("interrupted", "interrupted while the step was in flight")
+        result.finished_at = now_rfc3339()
+        result.duration_ms = _now_ms(start)
+        return result
+
+    def _check_asserts(self, step: Step, result: StepResult) -> None:
+        if not step.asserts:
+            return
+        result.status = Status.SUCCEEDED
+        self.steps_ctx[step.id] = result.context()
+        try:
+            for i, expr in enumerate(step.asserts):
+                if not truthy(self._condition(expr, f"assert[{i}]")):
+                    raise _StepFailed(StepError("assertion", f"assertion failed: {expr}"))
+        finally:
+            del self.steps_ctx[step.id]
+
+    def _dispatch(self, step: Step, result: StepResult) -> None:
+        target, target_red = self._render(step.target, f"dispatch.{step.style}")
+        inp, inp_red = self._render(step.input, "input")
+        options, options_red = self._render(step.options, "with")
+        if contains_template(step.options):
+            self._check_options(step, options)
+        provider = self.providers[step.provider]
+        call = ActionCall(step.style, target, inp, options)
+        try:
+            result.request = provider.request_body(
+                ActionCall(step.style, target_red, inp_red, options_red)
+            )
+        except ProviderError as exc:
+            raise _StepFailed(_step_error(exc)) from None
+        result.request_sha256 = request_sha256(result.request)
+        answer = self._attempts(step, provider, call, result)
+        result.output = answer.output
+        result.run_id = answer.run_id
+        result.exports = answer.exports
+        result.logs = answer.logs
+        result.extra = answer.extra
+
+    def _attempts(self, step: Step, provider: Provider, call: ActionCall,
+                  result: StepResult) -> ActionResult:
+        policy = step.retry
+        first = time.monotonic()
+        number = 0
+        while True:
+            number += 1
+            started_at = now_rfc3339()
+            t0 = time.monotonic()
+            try:
+                answer = provider.send(call, step.timeout)
+            except ProviderError as exc:
+                result.attempts.append(
+                    Attempt(number, started_at, _now_ms(t0), exc.http_status, f"{exc.type}: {exc.message}")
+                )
+                if exc.run_id:
+                    result.run_id = exc.run_id
+                result.logs = exc.logs
+                result.extra = exc.extra
+                if number >= policy.attempts or not should_retry(exc, policy):
+                    raise _StepFailed(_step_error(exc)) from None
+                delay = retry_delay(policy, number, exc.retry_after)
+                elapsed = time.monotonic() - first
+                if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
+                    raise _StepFailed(_step_error(exc, f" (gave up: max_elapsed {policy.max_elapsed:g}s)")) from None
+                self.sleep(delay)
+                continue
+            result.attempts.append(Attempt(number, started_at, _now_ms(t0), answer.http_status))
+            return answer
+
+    def _check_options(self, step: Step, options: Any) -> None:
+        from engine.providers.registry import type_info
+
+        info = type_info(step.provider_type)
+        if info is None:
+            return
+        if step.provider_type not in self._options_validators:
+            from jsonschema import Draft202012Validator
+
+            self._options_validators[step.provider_type] = Draft202012Validator(info.options_schema)
+        errors = [
+            f"with{''.join(f'.{p}' for p in e.absolute_path)}: {e.message}"
+            for e in self._options_validators[step.provider_type].iter_errors(options)
+        ]
+        if errors:
+            raise _StepFailed(StepError("configuration", "; ".join(errors)))
+
+
+def _step_error(exc: ProviderError, suffix: str = "") -> StepError:
+    return StepError(
+        type=exc.type,
+        message=exc.message + suffix,
+        http_status=exc.http_status,
+        attribution=exc.attribution,
+        provider_error=exc.provider_error,
+    )

@@ -1,0 +1,37 @@
+"""Where the JSON Schema files are, and their compiled validators (built once)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+__all__ = ["schema_dir", "load_schema", "validator"]
+
+
+def schema_dir() -> Path:
+    """The schemas folder: inside the installed package, or at the repository top level."""
+    here = Path(__file__).resolve().parent
+    installed = here / "schemas"
+    if (installed / "runbook.schema.json").is_file():
+        return installed
+    return here.parent / "schemas"
+
+
+@lru_cache(maxsize=None)
+def load_schema(relative: str) -> dict[str, Any]:
+    """Parse a schema file such as ``runbook.schema.json`` or ``providers/http.json``."""
+    with open(schema_dir() / relative, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@lru_cache(maxsize=None)
+def validator(relative: str, pointer: str = "") -> Any:
+    """A compiled Draft 2020-12 validator for a schema file (or a key path inside it)."""
+    from jsonschema import Draft202012Validator
+
+    schema = load_schema(relative)
+    for part in filter(None, pointer.split("/")):
+        schema = schema[part]
+    return Draft202012Validator(schema)

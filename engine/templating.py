@@ -1,0 +1,231 @@
+"""The one sandboxed Jinja environment: compile, analyse, render, taint.
+
+A string is a template when it holds ``{{``, ``{%`` or ``{#``; any other string
+is passed through untouched, without Jinja. A string that is exactly one
+``{{ expression }}`` yields the expression's native value (int, bool, list,
+mapping, None); any other template yields a string. Every template source is
+compiled at most once per process (:class:`Templates` caches by source).
+
+Taint: a rendered value whose template names ``secrets`` (through any filter,
+loop or concatenation) is tainted. :func:`render_value` returns both the real
+value and a redacted twin in which every tainted value is ``***``, so what is
+recorded never depends on finding a secret's text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = [
+    "REDACTED",
+    "CONTEXT_NAMES",
+    "TemplateError",
+    "Analysis",
+    "Templates",
+    "is_template",
+    "render_value",
+]
+
+REDACTED = "***"
+CONTEXT_NAMES = ("vars", "steps", "secrets", "env", "run")
+_MARKERS = ("{{", "{%", "{#")
+
+
+def is_template(value: object) -> bool:
+    """True when ``value`` is a string with template syntax."""
+    return isinstance(value, str) and any(m in value for m in _MARKERS)
+
+
+class TemplateError(Exception):
+    """A template that does not compile or does not render."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What a template refers to, found in its syntax tree without rendering it."""
+
+    names: frozenset[str]
+    steps: tuple[str, ...]
+    secrets: tuple[str, ...]
+    vars: tuple[str, ...]
+    dynamic_steps: bool
+    dynamic_secrets: bool
+
+    @property
+    def tainted(self) -> bool:
+        return "secrets" in self.names
+
+
+def _constant_refs(tree: nodes.Node, root: str) -> tuple[tuple[str, ...], bool]:
+    """Names looked up on ``root`` by constant attribute or item; and whether it is used otherwise."""
+    found: list[str] = []
+    direct = 0
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == root):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.append(node.attr)
+            direct += 1
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.append(node.arg.value)
+            direct += 1
+    uses = sum(1 for n in tree.find_all(nodes.Name) if n.name == root and n.ctx == "load")
+    return tuple(dict.fromkeys(found)), uses > direct
+
+
+class _Compiled:
+    __slots__ = ("source", "analysis", "_expression", "_template")
+
+    def __init__(self, source: str, analysis: Analysis, expression: str | None) -> None:
+        self.source = source
+        self.analysis = analysis
+        self._expression: Any = expression
+        self._template: Any = None
+
+    def render(self, env: ImmutableSandboxedEnvironment, context: Mapping[str, Any]) -> Any:
+        if self._expression is not None:
+            if isinstance(self._expression, str):
+                self._expression = env.compile_expression(
+                    self._expression, undefined_to_none=False
+                )
+            value = self._expression(context)
+            if isinstance(value, Undefined):
+                value._fail_with_undefined_error()
+            return value
+        if self._template is None:
+            self._template = env.from_string(self.source)
+        return self._template.render(context)
+
+
+class Templates:
+    """Compiles, analyses and renders template strings; each source at most once."""
+
+    def __init__(self) -> None:
+        self.env = ImmutableSandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+        )
+        self._cache: dict[str, _Compiled] = {}
+
+    def compile(self, source: str) -> _Compiled:
+        """Parse ``source`` (raising :class:`TemplateError`) and cache it."""
+        compiled = self._cache.get(source)
+        if compiled is not None:
+            return compiled
+        try:
+            tree = self.env.parse(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}") from None
+        steps, dyn_steps = _constant_refs(tree, "steps")
+        secrets, dyn_secrets = _constant_refs(tree, "secrets")
+        vars_, _ = _constant_refs(tree, "vars")
+        analysis = Analysis(
+            names=frozenset(meta.find_undeclared_variables(tree)),
+            steps=steps,
+            secrets=secrets,
+            vars=vars_,
+            dynamic_steps=dyn_steps,
+            dynamic_secrets=dyn_secrets,
+        )
+        expression = None
+        body = tree.body
+        if (
+            source.startswith("{{")
+            and source.endswith("}}")
+            and len(body) == 1
+            and isinstance(body[0], nodes.Output)
+            and len(body[0].nodes) == 1
+            and not isinstance(body[0].nodes[0], nodes.TemplateData)
+        ):
+            expression = source[2:-2]
+        compiled = _Compiled(source, analysis, expression)
+        self._cache[source] = compiled
+        return compiled
+
+    def condition(self, source: str | bool) -> str | bool:
+        """A ``when``/``assert`` expression as a template: bare expressions get ``{{ }}``."""
+        if isinstance(source, bool) or is_template(source):
+            return source
+        return "{{ " + source + " }}"
+
+    def render(self, source: str, context: Mapping[str, Any]) -> Any:
+        """Render one template string to its (native, for a lone expression) value."""
+        compiled = self.compile(source)
+        try:
+            return compiled.render(self.env, context)
+        except TemplateError:
+            raise
+        except Exception as exc:  # jinja2 raises many types; all mean "did not render"
+            raise TemplateError(_describe(exc)) from None
+
+
+def _describe(exc: Exception) -> str:
+    name = type(exc).__name__
+    text = str(exc) or name
+    if name in ("UndefinedError", "SecurityError"):
+        return text
+    return f"{name}: {text}"
+
+
+def render_value(
+    value: Any, templates: Templates, context: Mapping[str, Any], path: str = ""
+) -> tuple[Any, Any]:
+    """Render every template inside ``value``; return ``(real, redacted)``.
+
+    Values without templates are returned as they are (not copied). Errors are
+    raised as :class:`TemplateError` naming the field ``path``.
+    """
+    if isinstance(value, str):
+        if not is_template(value):
+            return value, value
+        try:
+            real = templates.render(value, context)
+        except TemplateError as exc:
+            raise TemplateError(f"{path or 'value'}: {exc}") from None
+        if templates.compile(value).analysis.tainted:
+            return real, REDACTED
+        return real, real
+    if isinstance(value, dict):
+        real_d: dict[str, Any] = {}
+        red_d: dict[str, Any] = {}
+        for k, v in value.items():
+            real_d[k], red_d[k] = render_value(v, templates, context, f"{path}.{k}" if path else k)
+        return real_d, red_d
+    if isinstance(value, list):
+        real_l: list[Any] = []
+        red_l: list[Any] = []
+        for i, v in enumerate(value):
+            r, d = render_value(v, templates, context, f"{path}[{i}]")
+            real_l.append(r)
+            red_l.append(d)
+        return real_l, red_l
+    return value, value
+
+
+def contains_template(value: Any) -> bool:
+    """True when any string inside ``value`` is a template."""
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(contains_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_template(v) for v in value)
+    return False
+
+
+def iter_templates(value: Any, path: tuple = ()) -> Any:
+    """Yield ``(path, source)`` for every template string inside ``value``."""
+    if isinstance(value, str):
+        if is_template(value):
+            yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from iter_templates(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from iter_templates(v, path + (i,))

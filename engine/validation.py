@@ -1,0 +1,437 @@
+"""Validation of a loaded runbook: a JSON Schema pass, then a semantic pass.
+
+Both passes gather every problem of the file, each located at FILE:LINE:COL
+and named by a breadcrumb (``steps[1] (notify) with.version``), so a user sees
+all mistakes at once. :func:`load_runbook` is the whole front half of the
+pipeline: load -> validate -> build the frozen :class:`~engine.model.Runbook`.
+Nothing here imports httpx or a provider's code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from engine.errors import LocatedErrors, Problem
+from engine.loader import Document, Path, SourceMap, load_file
+from engine.model import ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
+from engine.providers.registry import BUILTIN, TypeInfo, known_types, type_info
+from engine.schemas import validator
+from engine.templating import CONTEXT_NAMES, TemplateError, Templates, is_template, iter_templates
+
+__all__ = ["validate_document", "build_runbook", "load_runbook", "schema_problems", "suggest"]
+
+_JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+_JSON_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when a candidate is close to ``word``, else ``""``."""
+    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def label(data: Any, path: Path) -> str:
+    """A breadcrumb for ``path``: ``steps[1] (notify) with.version``."""
+    if not path:
+        return "runbook"
+    head, rest = "", list(path)
+    if len(path) >= 2 and path[0] in ("steps", "finally") and isinstance(path[1], int):
+        head = f"{path[0]}[{path[1]}]"
+        try:
+            sid = data[path[0]][path[1]].get("id")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            sid = None
+        if isinstance(sid, str) and sid:
+            head += f" ({sid})"
+        rest = list(path[2:])
+    tail = ""
+    for part in rest:
+        tail += f"[{part}]" if isinstance(part, int) else (f".{part}" if tail else str(part))
+    return f"{head} {tail}".strip() if head else tail
+
+
+def _is_templated(value: Any) -> bool:
+    return is_template(value)
+
+
+def schema_problems(
+    schema_validator: Any,
+    instance: Any,
+    source: SourceMap,
+    data: Any,
+    base: Path = (),
+    *,
+    templated: bool = False,
+) -> list[Problem]:
+    """Every JSON Schema error of ``instance`` as located problems.
+
+    With ``templated``, errors about a template string are left for run time,
+    when the rendered value is checked against the same schema.
+    """
+    problems: list[Problem] = []
+    for err in schema_validator.iter_errors(instance):
+        path = base + tuple(err.absolute_path)
+        if templated and _is_templated(err.instance):
+            continue
+        problems.extend(_convert(err, path, source, data))
+    return problems
+
+
+def _convert(err: Any, path: Path, source: SourceMap, data: Any) -> Iterator[Problem]:
+    where = label(data, path)
+    kind, inst, schema = err.validator, err.instance, err.schema
+    if kind == "additionalProperties" and isinstance(inst, dict):
+        allowed = list(schema.get("properties", {}))
+        for key in inst:
+            if key not in allowed:
+                yield source.problem(
+                    path + (key,),
+                    f"{where}: unknown key {key!r}{suggest(key, allowed)}",
+                    key=True,
+                )
+        return
+    if kind == "required" and isinstance(inst, dict):
+        for key in err.validator_value:
+            if key not in inst:
+                yield source.problem(path, f"{where}: missing required key {key!r}")
+        return
+    if kind == "type":
+        expected = err.validator_value
+        names = [expected] if isinstance(expected, str) else list(expected)
+        want = " or ".join(_JSON_NAMES.get(n, n) for n in names)
+        msg = f"{where}: expected {want}, got {_kind(inst)}"
+        text = source.scalar_text.get(path)
+        if "string" in names and text is not None:
+            msg += f"; quote it to keep it as text: \"{text}\""
+        yield source.problem(path, msg)
+        return
+    if kind in ("minProperties", "maxProperties") and path[-1:] == ("dispatch",):
+        styles = ", ".join(inst) if isinstance(inst, dict) and inst else "none"
+        yield source.problem(
+            path,
+            f"{where}: needs exactly one dispatch style of id, key, api, code (found: {styles})",
+        )
+        return
+    if kind == "enum":
+        options = [str(o) for o in err.validator_value]
+        hint = suggest(str(inst), options) if isinstance(inst, str) else ""
+        yield source.problem(
+            path, f"{where}: {inst!r} is not one of {', '.join(options)}{hint}"
+        )
+        return
+    if kind == "const":
+        yield source.problem(path, f"{where}: must be {err.validator_value!r}, got {inst!r}")
+        return
+    if kind == "pattern":
+        if path[-1:] == ("id",) and len(path) == 3:
+            msg = f"{where}: {inst!r} is not a valid step id (letters, digits and _, not starting with a digit)"
+        elif "ms|s|m|h" in err.validator_value:
+            msg = f"{where}: {inst!r} is not a duration (use e.g. \"500ms\", \"30s\", \"2m\", or seconds)"
+        elif "connection|timeout" in err.validator_value:
+            msg = f"{where}: {inst!r} is not a retry condition (connection, timeout, 4xx, 5xx or a status code)"
+        else:
+            msg = f"{where}: {inst!r} does not match the pattern {err.validator_value}"
+        yield source.problem(path, msg)
+        return
+    if kind == "minItems" and path == ("steps",):
+        yield source.problem(path, "steps: a runbook needs at least one step")
+        return
+    if kind == "propertyNames":
+        yield source.problem(path, f"{where}: {err.message}")
+        return
+    yield source.problem(path, f"{where}: {err.message}")
+
+
+class _Checker:
+    """The semantic pass: ids, providers, styles, options and templates."""
+
+    def __init__(self, doc: Document, templates: Templates) -> None:
+        self.doc = doc
+        self.data: dict[str, Any] = doc.data
+        self.source = doc.source
+        self.templates = templates
+        self.problems: list[Problem] = []
+        self.provider_types: dict[str, str] = {}
+
+    def error(self, path: Path, message: str, *, key: bool = False) -> None:
+        self.problems.append(self.source.problem(path, f"{label(self.data, path)}: {message}", key=key))
+
+    def run(self) -> list[Problem]:
+        data = self.data
+        if "version" in data and data["version"] == 1 and type(data["version"]) is not int:
+            text = self.source.scalar_text.get(("version",), str(data["version"]))
+            self.error(("version",), f"must be the integer 1, not {text}")
+        self.check_providers()
+        main = [s for s in data.get("steps") or [] if isinstance(s, dict)]
+        fin = [s for s in data.get("finally") or [] if isinstance(s, dict)]
+        seen: dict[str, Path] = {}
+        for section in ("steps", "finally"):
+            for i, step in enumerate(data.get(section) or []):
+                if not isinstance(step, dict) or not isinstance(step.get("id"), str):
+                    continue
+                sid = step["id"]
+                if sid in seen:
+                    line = self.source.position(seen[sid])[0]
+                    self.error((section, i, "id"), f"duplicate step id {sid!r} (first used on line {line})")
+                else:
+                    seen[sid] = (section, i, "id")
+        main_ids = [s.get("id") for s in main if isinstance(s.get("id"), str)]
+        all_ids = main_ids + [s.get("id") for s in fin if isinstance(s.get("id"), str)]
+        for section, earlier_base in (("steps", []), ("finally", main_ids)):
+            earlier = list(earlier_base)
+            for i, step in enumerate(data.get(section) or []):
+                if not isinstance(step, dict):
+                    continue
+                self.check_step(step, (section, i), earlier, all_ids)
+                if isinstance(step.get("id"), str):
+                    earlier.append(step["id"])
+        outputs = data.get("outputs")
+        if isinstance(outputs, dict):
+            self.check_templates(outputs, ("outputs",), all_ids, all_ids)
+        return self.problems
+
+    def check_providers(self) -> None:
+        providers = self.data.get("providers")
+        if not isinstance(providers, dict):
+            return
+        for name, block in providers.items():
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                continue
+            ptype = block["type"]
+            info = type_info(ptype)
+            if info is None:
+                self.error(
+                    ("providers", name, "type"),
+                    f"unknown provider type {ptype!r}{suggest(ptype, known_types())}; "
+                    f"built-in types: {', '.join(known_types())}",
+                )
+                continue
+            self.provider_types[name] = ptype
+            self.problems.extend(
+                schema_problems(
+                    _validator_for(info, "config"), block, self.source, self.data,
+                    ("providers", name), templated=True,
+                )
+            )
+            for path, src in iter_templates(block, ("providers", name)):
+                analysis = self.compile(path, src)
+                if analysis is not None and analysis.steps:
+                    self.error(path, "provider configuration cannot refer to steps (it is set up before they run)")
+
+    def resolve_provider(self, step: dict[str, Any], path: Path) -> TypeInfo | None:
+        name = step.get("provider")
+        if not isinstance(name, str):
+            return None
+        if name in self.provider_types:
+            return type_info(self.provider_types[name])
+        providers = self.data.get("providers")
+        if isinstance(providers, dict) and name in providers:
+            return None  # its own block is already reported
+        info = type_info(name)
+        if info is None:
+            names = list(providers) if isinstance(providers, dict) else []
+            self.error(
+                path + ("provider",),
+                f"unknown provider {name!r}{suggest(name, names + known_types())}: "
+                "name an entry of providers: or a provider type "
+                f"({', '.join(known_types())})",
+            )
+        return info
+
+    def check_step(self, step: dict[str, Any], path: Path, earlier: list[str], all_ids: list[str]) -> None:
+        info = self.resolve_provider(step, path)
+        dispatch = step.get("dispatch")
+        if info is not None and isinstance(dispatch, dict) and len(dispatch) == 1:
+            style = next(iter(dispatch))
+            if style in ("id", "key", "api", "code") and style not in info.styles:
+                reason = f"; {info.style_hint}" if info.style_hint else ""
+                self.error(
+                    path + ("dispatch", style),
+                    f"provider {step.get('provider')!r} ({info.name}) does not support dispatch "
+                    f"style {style!r}; it supports: {', '.join(info.styles)}{reason}",
+                    key=True,
+                )
+            elif style == "api" and isinstance(dispatch["api"], dict):
+                self.check_api(dispatch["api"], path + ("dispatch", "api"), info)
+        options = step.get("with")
+        if info is not None and isinstance(options, dict):
+            self.problems.extend(
+                schema_problems(
+                    _validator_for(info, "options"), options, self.source, self.data,
+                    path + ("with",), templated=True,
+                )
+            )
+        sid = step.get("id")
+        including_self = earlier + ([sid] if isinstance(sid, str) else [])
+        for key in ("dispatch", "input", "with"):
+            if key in step:
+                self.check_templates(step[key], path + (key,), earlier, all_ids)
+        when = step.get("when")
+        if isinstance(when, str):
+            self.check_templates(self.templates.condition(when), path + ("when",), earlier, all_ids)
+        for i, expr in enumerate(step.get("assert") or []):
+            if isinstance(expr, str):
+                self.check_templates(
+                    self.templates.condition(expr), path + ("assert", i), including_self, all_ids
+                )
+
+    def check_api(self, api: dict[str, Any], path: Path, info: TypeInfo) -> None:
+        targets = [t for t in ("path", "url") if t in api]
+        if len(targets) != 1:
+            allowed = " or ".join(info.api_targets)
+            self.error(path, f"needs {'exactly one of ' if len(info.api_targets) > 1 else ''}{allowed}")
+            return
+        if targets[0] not in info.api_targets:
+            self.error(
+                path + (targets[0],),
+                f"the {info.name} provider takes {' or '.join(info.api_targets)} here, not {targets[0]}",
+                key=True,
+            )
+
+    def compile(self, path: Path, src: str) -> Any:
+        try:
+            return self.templates.compile(src).analysis
+        except TemplateError as exc:
+            self.error(path, str(exc))
+            return None
+
+    def check_templates(self, value: Any, base: Path, earlier: list[str], all_ids: list[str]) -> None:
+        for path, src in iter_templates(value, base):
+            analysis = self.compile(path, src)
+            if analysis is None:
+                continue
+            for name in sorted(analysis.names - _JINJA_GLOBALS):
+                if name not in CONTEXT_NAMES:
+                    self.error(
+                        path,
+                        f"unknown name {name!r}{suggest(name, CONTEXT_NAMES)} in template; "
+                        f"available: {', '.join(CONTEXT_NAMES)}",
+                    )
+            for ref in analysis.steps:
+                if ref in earlier:
+                    continue
+                if ref in all_ids:
+                    self.error(path, f"step {ref!r} has not run yet here: a template can refer only to earlier steps")
+                else:
+                    self.error(path, f"unknown step {ref!r}{suggest(ref, all_ids)}")
+
+
+def _validator_for(info: TypeInfo, which: str) -> Any:
+    """The compiled config or options validator of a provider type."""
+    if info.name in BUILTIN:
+        return validator(f"providers/{info.name}.json", which)
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(info.config_schema if which == "config" else info.options_schema)
+
+
+def validate_document(doc: Document, templates: Templates) -> list[Problem]:
+    """Every problem of a loaded runbook: schema errors, then semantic ones."""
+    if not isinstance(doc.data, dict):
+        return [doc.source.problem((), "a runbook is a mapping with version, name and steps")]
+    problems = schema_problems(validator("runbook.schema.json"), doc.data, doc.source, doc.data)
+    problems.extend(_Checker(doc, templates).run())
+    unique = {(p.line, p.col, p.message): p for p in problems}
+    return sorted(unique.values())
+
+
+def _retry(raw: dict[str, Any] | None) -> RetryPolicy:
+    if not raw:
+        return RetryPolicy()
+    kwargs: dict[str, Any] = {}
+    if "attempts" in raw:
+        kwargs["attempts"] = raw["attempts"]
+    if "backoff" in raw:
+        kwargs["backoff"] = raw["backoff"]
+    for key in ("initial_delay", "max_delay", "max_elapsed"):
+        if key in raw:
+            kwargs[key] = parse_duration(raw[key])
+    if "on" in raw:
+        kwargs["on"] = frozenset(str(c) for c in raw["on"])
+    return RetryPolicy(**kwargs)
+
+
+def build_runbook(doc: Document, path: str) -> Runbook:
+    """The frozen :class:`Runbook` of a document that passed validation."""
+    data = doc.data
+    providers: dict[str, ProviderSpec] = {
+        name: ProviderSpec(name, block["type"], block, ("providers", name))
+        for name, block in (data.get("providers") or {}).items()
+    }
+    defaults = data.get("defaults") or {}
+
+    def make(section: str, i: int, raw: dict[str, Any]) -> Step:
+        pname = raw["provider"]
+        if pname not in providers:
+            providers[pname] = ProviderSpec(pname, pname, {"type": pname}, ())
+        style, target = next(iter(raw["dispatch"].items()))
+        timeout = raw.get("timeout", defaults.get("timeout"))
+        return Step(
+            id=raw["id"],
+            name=raw.get("name"),
+            provider=pname,
+            provider_type=providers[pname].type,
+            style=style,
+            target=target,
+            input=raw.get("input"),
+            options=raw.get("with") or {},
+            when=raw.get("when"),
+            timeout=parse_duration(timeout) if timeout is not None else None,
+            retry=_retry(raw["retry"] if "retry" in raw else defaults.get("retry")),
+            continue_on_error=bool(raw.get("continue_on_error", False)),
+            asserts=tuple(raw.get("assert") or ()),
+            path=(section, i),
+            is_finally=section == "finally",
+        )
+
+    steps = tuple(make("steps", i, s) for i, s in enumerate(data["steps"]))
+    fin = tuple(make("finally", i, s) for i, s in enumerate(data.get("finally") or []))
+    return Runbook(
+        path=path,
+        name=data["name"],
+        description=data.get("description"),
+        vars=dict(data.get("vars") or {}),
+        providers=providers,
+        steps=steps,
+        finally_steps=fin,
+        outputs=dict(data.get("outputs") or {}),
+        sha256=hashlib.sha256(doc.text.encode("utf-8")).hexdigest(),
+        source=doc.source,
+    )
+
+
+def load_runbook(path: str, templates: Templates | None = None) -> tuple[Runbook, Templates]:
+    """Load, validate and build ``path``; raise :class:`LocatedErrors` with every problem."""
+    templates = templates or Templates()
+    doc = load_file(path)
+    problems = validate_document(doc, templates)
+    if problems:
+        raise LocatedErrors(problems)
+    return build_runbook(doc, path), templates
