@@ -101,7 +101,7 @@ def _report_internal(exc: BaseException, debug: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``runbook`` console script; returns the exit code (the script exits with it)."""
-    from engine.errors import RunbookError
+    from engine.errors import InternalError, RunbookError
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         sys.stderr.write("interrupted\n")
         return 130
+    except InternalError as exc:
+        _report_internal(exc.original, debug)
+        return 3
     except RunbookError as exc:
         sys.stderr.write(f"{exc}\n")
         return exc.exit_code

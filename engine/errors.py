@@ -6,7 +6,8 @@
     ├── LocatedErrors             one or more problems at FILE:LINE:COL
     └── ManifestError             a manifest that cannot be read or resumed
     ProviderError                 a typed failure of one step (engine.providers.base)
-    InternalError                 anything else is a bug: exit 3
+    InternalError                 a bug met during a run, after the manifest is written: exit 3
+    (any other exception)         a bug: exit 3
 
 Every located problem is a :class:`Problem`; validation gathers all of them
 before raising, so a user sees every mistake of a file at once.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Problem", "RunbookError", "LocatedErrors", "ManifestError", "Interrupted"]
+__all__ = ["Problem", "RunbookError", "LocatedErrors", "ManifestError", "InternalError"]
 
 
 @dataclass(frozen=True, order=True)
@@ -52,5 +53,9 @@ class ManifestError(RunbookError):
     """A manifest that is not ours, is truncated, or belongs to another runbook."""
 
 
-class Interrupted(Exception):
-    """Raised inside a run when SIGINT or SIGTERM arrives."""
+class InternalError(Exception):
+    """A bug that a run met and recorded; carries the original exception."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(f"{type(original).__name__}: {original}")
+        self.original = original

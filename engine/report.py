@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from engine.model import Status, Step, StepResult
+from engine.model import Runbook, Status, Step, StepResult
 from engine.providers.base import Redactor
 
 __all__ = ["ConsoleReporter", "step_line"]
@@ -22,12 +22,12 @@ def _duration(ms: int) -> str:
     return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
 
-def step_line(result: StepResult) -> str:
-    """``ok   contact  crm (membrane)  api  12 ms  run run_123``."""
+def step_line(result: StepResult, id_width: int = 0) -> str:
+    """``ok    contact  crm (membrane)  api  12 ms  run run_123``."""
     step = result.step
     parts = [
         _MARK[result.status],
-        step.id,
+        step.id.ljust(id_width),
         f"{step.provider} ({step.provider_type})" if step.provider != step.provider_type
         else step.provider,
         step.style,
@@ -46,15 +46,17 @@ def step_line(result: StepResult) -> str:
 class ConsoleReporter:
     """Prints each finished step; for a failed one, its error and provider logs."""
 
-    def __init__(self, stream: TextIO, redactor: Redactor) -> None:
+    def __init__(self, stream: TextIO, redactor: Redactor, runbook: Runbook | None = None) -> None:
         self.stream = stream
         self.redactor = redactor
+        steps = runbook.steps + runbook.finally_steps if runbook else ()
+        self.id_width = max((len(s.id) for s in steps), default=0)
 
     def step_started(self, step: Step) -> None:
         pass
 
     def step_finished(self, result: StepResult) -> None:
-        lines = [step_line(result)]
+        lines = [step_line(result, self.id_width)]
         if result.error is not None and result.status is not Status.NOT_RUN:
             err = result.error
             status = f" (HTTP {err.http_status})" if err.http_status else ""

@@ -77,6 +77,7 @@ class RunOutcome:
     results: list[StepResult]
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    internal_error: BaseException | None = None
 
 
 class _StepFailed(Exception):
@@ -121,6 +122,7 @@ class Runner:
             "run": run_info,
         }
         self._options_validators: dict[str, Any] = {}
+        self.internal_error: BaseException | None = None
 
     def run(self) -> RunOutcome:
         """Run ``steps``, then ``finally``, then compute ``outputs``."""
@@ -131,7 +133,9 @@ class Runner:
                 result = StepResult(step, Status.NOT_RUN)
             else:
                 result = self._run_step(step)
-                if result.status is Status.FAILED and not step.continue_on_error:
+                if result.status is Status.FAILED and (
+                    not step.continue_on_error or self.internal_error is not None
+                ):
                     failed = True
                 elif result.status is Status.INTERRUPTED:
                     interrupted = True
@@ -144,14 +148,15 @@ class Runner:
             if result.status is Status.INTERRUPTED:
                 interrupted = True
             self._finish(result, results)
-        outputs, error = self._outputs()
+        run_failed = interrupted or any(r.status is Status.FAILED for r in results)
+        outputs, error = self._outputs(run_failed)
         if interrupted:
             status = Status.INTERRUPTED
         elif error or any(r.status is Status.FAILED for r in results):
             status = Status.FAILED
         else:
             status = Status.SUCCEEDED
-        return RunOutcome(status, results, outputs, error)
+        return RunOutcome(status, results, outputs, error, self.internal_error)
 
     def _finish(self, result: StepResult, results: list[StepResult]) -> None:
         if result.status is not Status.NOT_RUN:
@@ -159,18 +164,28 @@ class Runner:
         results.append(result)
         self.observer.step_finished(result)
 
-    def _outputs(self) -> tuple[dict[str, Any], str | None]:
-        if not self.runbook.outputs:
-            return {}, None
-        try:
-            _, redacted = render_value(self.runbook.outputs, self.templates, self.context, "outputs")
-        except TemplateError as exc:
-            return {}, str(exc)
-        return redacted, None
+    def _outputs(self, run_failed: bool) -> tuple[dict[str, Any], str | None]:
+        """Each runbook output rendered on its own; one that cannot be is null.
+
+        A run whose steps all succeeded but whose outputs cannot be computed
+        fails; in a run that already failed, an output naming a step that did
+        not run is simply null.
+        """
+        outputs: dict[str, Any] = {}
+        errors: list[str] = []
+        for key, value in self.runbook.outputs.items():
+            try:
+                _, outputs[key] = render_value(
+                    value, self.templates, self.context, f"outputs.{key}", self.redactor.add
+                )
+            except TemplateError as exc:
+                outputs[key] = None
+                errors.append(str(exc))
+        return outputs, ("; ".join(errors) if errors and not run_failed else None)
 
     def _render(self, value: Any, path: str) -> tuple[Any, Any]:
         try:
-            return render_value(value, self.templates, self.context, path)
+            return render_value(value, self.templates, self.context, path, self.redactor.add)
         except TemplateError as exc:
             raise _StepFailed(StepError("template", str(exc))) from None
 
@@ -196,6 +211,10 @@ class Runner:
         except KeyboardInterrupt:
             result.status = Status.INTERRUPTED
             result.error = StepError("interrupted", "interrupted while the step was in flight")
+        except Exception as exc:  # a bug (ours or a plugin's): record it, stop, exit 3
+            self.internal_error = exc
+            result.status = Status.FAILED
+            result.error = StepError("internal", f"{type(exc).__name__}: {exc}")
         result.finished_at = now_rfc3339()
         result.duration_ms = _now_ms(start)
         return result

@@ -14,7 +14,10 @@ recorded never depends on finding a secret's text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
+    "FILTERS",
     "REDACTED",
     "CONTEXT_NAMES",
     "TemplateError",
@@ -39,6 +43,32 @@ _MARKERS = ("{{", "{%", "{#")
 def is_template(value: object) -> bool:
     """True when ``value`` is a string with template syntax."""
     return isinstance(value, str) and any(m in value for m in _MARKERS)
+
+
+def _b64encode(value: Any) -> str:
+    raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _b64decode(value: Any) -> str:
+    return base64.b64decode(str(value)).decode("utf-8")
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(str(value).encode("utf-8")).hexdigest()
+
+
+def _from_json(value: Any) -> Any:
+    return json.loads(str(value))
+
+
+#: Filters added to Jinja's own (``tojson`` is built in).
+FILTERS: dict[str, Callable[..., Any]] = {
+    "b64encode": _b64encode,
+    "b64decode": _b64decode,
+    "sha256": _sha256,
+    "from_json": _from_json,
+}
 
 
 class TemplateError(Exception):
@@ -110,6 +140,7 @@ class Templates:
         self.env = ImmutableSandboxedEnvironment(
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
+        self.env.filters.update(FILTERS)
         self._cache: dict[str, _Compiled] = {}
 
     def compile(self, source: str) -> _Compiled:
@@ -173,12 +204,18 @@ def _describe(exc: Exception) -> str:
 
 
 def render_value(
-    value: Any, templates: Templates, context: Mapping[str, Any], path: str = ""
+    value: Any,
+    templates: Templates,
+    context: Mapping[str, Any],
+    path: str = "",
+    on_tainted: Callable[[Any], None] | None = None,
 ) -> tuple[Any, Any]:
     """Render every template inside ``value``; return ``(real, redacted)``.
 
-    Values without templates are returned as they are (not copied). Errors are
-    raised as :class:`TemplateError` naming the field ``path``.
+    Values without templates are returned as they are (not copied). Each
+    tainted value is also handed to ``on_tainted`` (so that a provider echoing
+    it back can be scrubbed too). Errors are raised as :class:`TemplateError`
+    naming the field ``path``.
     """
     if isinstance(value, str):
         if not is_template(value):
@@ -188,19 +225,23 @@ def render_value(
         except TemplateError as exc:
             raise TemplateError(f"{path or 'value'}: {exc}") from None
         if templates.compile(value).analysis.tainted:
+            if on_tainted is not None:
+                on_tainted(real)
             return real, REDACTED
         return real, real
     if isinstance(value, dict):
         real_d: dict[str, Any] = {}
         red_d: dict[str, Any] = {}
         for k, v in value.items():
-            real_d[k], red_d[k] = render_value(v, templates, context, f"{path}.{k}" if path else k)
+            real_d[k], red_d[k] = render_value(
+                v, templates, context, f"{path}.{k}" if path else k, on_tainted
+            )
         return real_d, red_d
     if isinstance(value, list):
         real_l: list[Any] = []
         red_l: list[Any] = []
         for i, v in enumerate(value):
-            r, d = render_value(v, templates, context, f"{path}[{i}]")
+            r, d = render_value(v, templates, context, f"{path}[{i}]", on_tainted)
             real_l.append(r)
             red_l.append(d)
         return real_l, red_l

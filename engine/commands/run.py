@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from engine.errors import InternalError
 from engine.manifest import ManifestWriter, header, new_run_id, now_rfc3339, step_record
 from engine.model import Status, Step, StepResult
 from engine.preflight import preflight
@@ -100,7 +101,7 @@ def run(
         runner = Runner(
             runbook, templates, vars=variables, environ=prepared.environ, run_info=run_info,
             providers=prepared.providers, redactor=prepared.redactor,
-            observer=_Fanout(ConsoleReporter(lines, prepared.redactor), recorder),
+            observer=_Fanout(ConsoleReporter(lines, prepared.redactor, runbook), recorder),
         )
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
@@ -132,4 +133,6 @@ def run(
     lines.write(f"{outcome.status.value}: {summary}\nmanifest: {path}\n")
     if json_output:
         stdout.write(json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n")
+    if outcome.internal_error is not None:
+        raise InternalError(outcome.internal_error)
     return EXIT_CODES[outcome.status]

@@ -107,8 +107,17 @@ class Redactor:
     def __init__(self) -> None:
         self._values: set[str] = set()
 
-    def add(self, value: str | None) -> None:
-        if not value or len(value) < self.MIN_LENGTH:
+    def add(self, value: Any) -> None:
+        """Learn a secret value (strings inside a list or mapping too)."""
+        if isinstance(value, dict):
+            for v in value.values():
+                self.add(v)
+            return
+        if isinstance(value, list):
+            for v in value:
+                self.add(v)
+            return
+        if not isinstance(value, str) or len(value) < self.MIN_LENGTH:
             return
         import base64
 

@@ -1,0 +1,98 @@
+"""Shared harness: the emulator on loopback, the CLI as a subprocess, manifest checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from engine import emulator as emulator_module
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST_SCHEMA = json.loads((ROOT / "schemas" / "manifest.schema.json").read_text())
+MANIFEST_VALIDATOR = Draft202012Validator(MANIFEST_SCHEMA)
+
+# Variables that would leak the developer's real configuration into a test.
+_PROVIDER_PREFIXES = ("MEMBRANE_", "PIPEDREAM_")
+
+
+def check_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Assert ``manifest`` is valid against schemas/manifest.schema.json; return it."""
+    errors = sorted(MANIFEST_VALIDATOR.iter_errors(manifest), key=lambda e: list(e.path))
+    assert not errors, "manifest invalid: " + "; ".join(
+        f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors
+    )
+    return manifest
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+    manifest_path: Path
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return check_manifest(json.loads(self.manifest_path.read_text()))
+
+    def step(self, step_id: str) -> dict[str, Any]:
+        return next(s for s in self.manifest["steps"] if s["id"] == step_id)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_PROVIDER_PREFIXES)}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
+            timeout: float = 60, manifest: bool = True) -> CliResult:
+    """Run ``python -m engine ARGS`` in ``cwd``; a ``run`` writes cwd/manifest.json."""
+    manifest_path = cwd / "manifest.json"
+    argv = list(args)
+    if manifest and argv and argv[0] == "run" and "--manifest" not in argv:
+        argv += ["--manifest", str(manifest_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", *argv],
+        cwd=cwd, env=env if env is not None else base_env(),
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr, manifest_path)
+
+
+@pytest.fixture
+def emulator() -> Iterator[emulator_module.Emulator]:
+    with emulator_module.start() as emu:
+        yield emu
+
+
+@pytest.fixture
+def membrane_env(emulator: emulator_module.Emulator) -> dict[str, str]:
+    return base_env(MEMBRANE_BASE_URL=emulator.url, MEMBRANE_TOKEN="test-token")
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """Write a dedented runbook (or any file) under tmp_path and return its path."""
+
+    def _write(text: str, name: str = "runbook.yml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return _write
+
+
+def act_bodies(emu: emulator_module.Emulator) -> list[Any]:
+    return [r["body"] for r in emu.requests if r["path"] == "/act"]

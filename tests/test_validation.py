@@ -1,0 +1,169 @@
+"""Validation: every mistake of a file, located, with the field named; exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.errors import LocatedErrors
+from engine.validation import load_runbook
+from tests.conftest import run_cli
+
+FIVE_MISTAKES = """
+version: 1
+name: five-mistakes
+providers:
+  crm: {type: membrane}
+steps:
+  - id: first
+    provider: crm
+    dispatch: {id: create-contact}
+    tiemout: 30s
+  - id: second
+    provider: crmm
+    dispatch: {id: x}
+  - id: third
+    provider: crm
+    dispatch: {id: x}
+    input: {contact: "{{ steps.fourth.output.id }}"}
+  - id: fourth
+    provider: crm
+    dispatch: {id: x, key: y}
+  - id: first
+    provider: crm
+    dispatch: {key: y}
+"""
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(LocatedErrors) as info:
+        load_runbook(str(path))
+    return [str(p) for p in info.value.problems]
+
+
+def test_five_mistakes_give_five_located_errors_and_exit_2(write, tmp_path: Path) -> None:
+    path = write(FIVE_MISTAKES)
+    result = run_cli(["validate", str(path)], cwd=tmp_path)
+    assert result.code == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith(str(path))]
+    assert lines == [
+        f"{path}:9:5: steps[0] (first): unknown key 'tiemout' (did you mean 'timeout'?)",
+        f"{path}:11:15: steps[1] (second) provider: unknown provider 'crmm' (did you mean "
+        "'crm'?): name an entry of providers: or a provider type (http, membrane)",
+        f"{path}:16:22: steps[2] (third) input.contact: step 'fourth' has not run yet here: "
+        "a template can refer only to earlier steps",
+        f"{path}:19:15: steps[3] (fourth) dispatch: needs exactly one dispatch style of id, "
+        "key, api, code (found: id, key)",
+        f"{path}:20:9: steps[4] (first) id: duplicate step id 'first' (first used on line 6)",
+    ]
+    assert result.stderr.strip().endswith("5 errors in 1 file")
+
+
+def test_github_and_json_formats(write, tmp_path: Path) -> None:
+    path = write(FIVE_MISTAKES)
+    gh = run_cli(["validate", str(path), "--format", "github"], cwd=tmp_path)
+    assert gh.code == 2
+    first = gh.stdout.splitlines()[0]
+    assert first == (f"::error file={path},line=9,col=5::steps[0] (first): unknown key "
+                     "'tiemout' (did you mean 'timeout'?)")
+    as_json = run_cli(["validate", str(path), "--format", "json"], cwd=tmp_path)
+    report = json.loads(as_json.stdout)
+    assert report["valid"] is False
+    assert [(p["line"], p["col"]) for p in report["problems"]] == [
+        (9, 5), (11, 15), (16, 22), (19, 15), (20, 9)]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("version: 1.0\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x}}]\n",
+         "1:10: version: must be the integer 1, not 1.0"),
+        ("version: 1\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x},"
+         " with: {connection_key: 1.0}}]\n",
+         "with.connection_key: expected a string, got the number 1.0; quote it to keep it "
+         "as text: \"1.0\""),
+        ("version: 1\nname: x\nsteps: [{id: 1a, provider: membrane, dispatch: {id: x}}]\n",
+         "3:14: steps[0] (1a) id: '1a' is not a valid step id"),
+        ("version: 1\nname: x\nsteps: []\n", "3:8: steps: a runbook needs at least one step"),
+        ("version: 1\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x},"
+         " timeout: 3 seconds}]\n", "is not a duration"),
+        ("version: 1\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x},"
+         " retry: {on: [5xx, sometimes]}}]\n", "'sometimes' is not a retry condition"),
+        ("version: 1\nname: x\nsteps: [{id: a, provider: http, dispatch: {code: 'x'}}]\n",
+         "does not support dispatch style 'code'; it supports: api"),
+        ("version: 1\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {api: "
+         "{method: GET, url: 'https://x'}}}]\n", "the membrane provider takes path here, not url"),
+        ("version: 1\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x},"
+         " input: '{{ stepz.a }}'}]\n", "unknown name 'stepz' (did you mean 'steps'?)"),
+        ("version: 1\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x},"
+         " input: '{{ vars.a + }}'}]\n", "template syntax error"),
+        ("version: 1\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x},"
+         " input: '{{ steps.nope.output }}'}]\n", "unknown step 'nope'"),
+        ("version: 1\nname: x\nproviders: {p: {type: membrain}}\nsteps: [{id: a, provider: p,"
+         " dispatch: {id: x}}]\n", "unknown provider type 'membrain' (did you mean 'membrane'?)"),
+        ("version: 1\nname: x\nproviders: {p: {type: membrane, token: '{{ steps.a.output }}'}}\n"
+         "steps: [{id: a, provider: p, dispatch: {id: x}}]\n",
+         "provider configuration cannot refer to steps"),
+        ("version: 1\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x},"
+         " with: {conection_key: k}}]\n", "unknown key 'conection_key' (did you mean "
+         "'connection_key'?)"),
+        ("name: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x}}]\n",
+         "1:1: runbook: missing required key 'version'"),
+        ("version: 1\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x}}]\n"
+         "finaly: []\n", "4:1: runbook: unknown key 'finaly' (did you mean 'finally'?)"),
+    ],
+)
+def test_each_mistake_is_located_and_named(write, body: str, expected: str) -> None:
+    found = problems(write(body))
+    assert any(expected in p for p in found), found
+
+
+def test_templated_option_values_are_left_for_run_time(write) -> None:
+    path = write("""
+        version: 1
+        name: x
+        vars: {key: hubspot}
+        steps:
+          - id: a
+            provider: membrane
+            dispatch: {id: x}
+            with: {connection_key: "{{ vars.key }}", meta: "{{ {'a': 1} }}"}
+            assert: ["steps.a.output is defined"]
+        finally:
+          - id: b
+            provider: membrane
+            dispatch: {id: "{{ steps.a.run_id }}"}
+            when: "{{ run.status == 'failed' }}"
+        outputs: {last: "{{ steps.b.status }}"}
+    """)
+    runbook, _ = load_runbook(str(path))
+    assert [s.id for s in runbook.steps + runbook.finally_steps] == ["a", "b"]
+
+
+def test_validate_takes_directories_and_globs(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    good = "version: 1\nname: x\nsteps: [{id: a, provider: membrane, dispatch: {id: x}}]\n"
+    (tmp_path / "d" / "one.yml").write_text(good)
+    (tmp_path / "d" / "two.yaml").write_text(good.replace("id: a", "id: 9"))
+    result = run_cli(["validate", "d"], cwd=tmp_path)
+    assert result.code == 2
+    assert "d/one.yml: valid" in result.stdout
+    assert "d/two.yaml:3:14: steps[0] id: expected a string, got the number 9" in result.stderr
+    assert run_cli(["validate", "d/*.yml"], cwd=tmp_path).code == 0
+    missing = run_cli(["validate", "nothing-*.yml"], cwd=tmp_path)
+    assert missing.code == 2 and "no runbook files matched" in missing.stderr
+
+
+def test_unreadable_file_is_exit_2(tmp_path: Path) -> None:
+    result = run_cli(["validate", "absent.yml"], cwd=tmp_path)
+    assert result.code == 2
+    assert result.stderr.startswith("absent.yml:1:1: cannot read file")
+
+
+def test_schema_command_prints_the_schemas(tmp_path: Path) -> None:
+    for which, title in (("runbook", "runbook"), ("manifest", "runbook results manifest")):
+        result = run_cli(["schema", which], cwd=tmp_path)
+        assert result.code == 0
+        assert json.loads(result.stdout)["title"] == title
