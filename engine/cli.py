@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+
 import click
 
 from engine import __version__

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,14 @@ def schema_dir() -> Path:
     return here.parent / "schemas"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(relative: str) -> dict[str, Any]:
     """Parse a schema file such as ``runbook.schema.json`` or ``providers/http.json``."""
     with open(schema_dir() / relative, encoding="utf-8") as fh:
         return json.load(fh)
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(relative: str, pointer: str = "") -> Any:
     """A compiled Draft 2020-12 validator for a schema file (or a key path inside it)."""
     from jsonschema import Draft202012Validator

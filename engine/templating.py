@@ -133,11 +133,25 @@ class _Compiled:
         return self._template.render(context)
 
 
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, with ``a.b`` on a mapping reading the key ``b`` first.
+
+    Jinja looks up attributes before items, so ``vars.items`` or
+    ``steps.x.output.keys`` would be dict methods; runbooks address JSON data,
+    where the key is what anyone means.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 class Templates:
     """Compiles, analyses and renders template strings; each source at most once."""
 
     def __init__(self) -> None:
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = _Environment(
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
         self.env.filters.update(FILTERS)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from . import membrane
+from . import http_echo, membrane
 from .server import EmulatorServer, FaultRule
 
 __all__ = ["Emulator", "start", "serve_forever"]
@@ -34,6 +34,7 @@ def _build(
 ) -> EmulatorServer:
     server = EmulatorServer(host, port, access_log=access_log)
     membrane.register(server, workspace_secret=membrane_workspace_secret)
+    http_echo.register(server)
     return server
 
 

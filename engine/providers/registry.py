@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from engine.schemas import load_schema
@@ -50,7 +50,7 @@ def _from_class(name: str, cls: Any) -> TypeInfo:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _plugin(name: str) -> Any:
     from importlib.metadata import entry_points
 
@@ -60,7 +60,7 @@ def _plugin(name: str) -> Any:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def type_info(name: str) -> TypeInfo | None:
     """Metadata of a provider type, or None when no such type exists."""
     if name in BUILTIN:

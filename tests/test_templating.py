@@ -1,0 +1,86 @@
+"""engine.templating: native values, strict undefined, the sandbox, taint."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.templating import REDACTED, TemplateError, Templates, render_value
+
+CONTEXT = {
+    "vars": {"n": 3, "name": "jane", "flag": False, "items": [1, 2]},
+    "steps": {"a": {"output": {"id": 7, "tags": ["x"], "nested": {"k": None}}}},
+    "secrets": {"TOKEN": "tok-123456"},
+    "env": {"HOME": "/root"},
+    "run": {"id": "r1"},
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ vars.n }}", 3),
+        ("{{ vars.flag }}", False),
+        ("{{ vars.items }}", [1, 2]),
+        ("{{ steps.a.output.nested }}", {"k": None}),
+        ("{{ steps.a.output.nested.k }}", None),
+        ("{{ '123' }}", "123"),  # a string stays a string: no literal_eval guessing
+        ("n={{ vars.n }}", "n=3"),
+        ("{{ vars.n }}{{ vars.n }}", "33"),
+        ("plain text", "plain text"),
+        ("{{ steps.a.output.id is defined and steps.a.output.missing is not defined }}", True),
+        ("{{ 'abc' | b64encode }}", "YWJj"),
+    ],
+)
+def test_lone_expressions_keep_their_native_type(source: str, expected: object) -> None:
+    real, redacted = render_value(source, Templates(), CONTEXT)
+    assert real == expected and type(real) is type(expected)
+    assert redacted == expected
+
+
+def test_undefined_names_are_errors_naming_the_field() -> None:
+    with pytest.raises(TemplateError, match=r"^input\.x: 'dict object' has no attribute 'idd'"):
+        render_value({"x": "{{ steps.a.output.idd }}"}, Templates(), CONTEXT, "input")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ vars.__class__.__mro__ }}",
+        "{{ ''.__class__.__subclasses__() }}",
+        "{{ vars.items.append(3) }}",  # immutable sandbox: earlier outputs cannot be changed
+    ],
+)
+def test_the_sandbox_refuses_unsafe_access(source: str) -> None:
+    with pytest.raises(TemplateError):
+        render_value(source, Templates(), CONTEXT)
+
+
+def test_taint_redacts_whatever_touched_secrets() -> None:
+    learned: list[object] = []
+    value = {
+        "a": "{{ secrets.TOKEN }}",
+        "b": "{{ secrets.TOKEN | b64encode }}",
+        "c": "{% set t = secrets.TOKEN %}{{ t[::-1] }}",
+        "d": "{{ {'k': secrets.TOKEN} }}",
+        "e": "{{ vars.name }}",
+    }
+    real, redacted = render_value(value, Templates(), CONTEXT, on_tainted=learned.append)
+    assert real["a"] == "tok-123456" and real["c"] == "654321-kot"
+    assert redacted == {"a": REDACTED, "b": REDACTED, "c": REDACTED, "d": REDACTED, "e": "jane"}
+    assert "dG9rLTEyMzQ1Ng==" in learned  # the base64 is known, so an echo of it is scrubbed
+
+
+def test_each_source_is_compiled_once() -> None:
+    templates = Templates()
+    first = templates.compile("{{ vars.n + 1 }}")
+    assert templates.compile("{{ vars.n + 1 }}") is first
+    assert first.analysis.names == frozenset({"vars"})
+
+
+def test_analysis_finds_step_and_secret_references() -> None:
+    analysis = Templates().compile(
+        "{{ steps.a.output.id }} {{ steps['b'].x }} {{ secrets.T }} {{ vars.v }}").analysis
+    assert analysis.steps == ("a", "b")
+    assert analysis.secrets == ("T",)
+    assert analysis.vars == ("v",)
+    assert analysis.tainted and not analysis.dynamic_steps
