@@ -375,3 +375,31 @@ def test_default_manifest_path_is_under_dot_runbook(write, tmp_path: Path,
     assert len(written) == 1
     assert result.stdout.splitlines()[-1] == f"manifest: .runbook/runs/{written[0].name}"
     assert written[0].stem == json.loads(written[0].read_text())["run"]["id"]
+
+
+def test_workspace_credentials_mint_a_signed_jwt(write, tmp_path: Path) -> None:
+    from engine import emulator as emulator_module
+
+    path = write("""
+        version: 1
+        name: jwt
+        steps:
+          - {id: a, provider: membrane, dispatch: {id: x}}
+          - {id: b, provider: membrane, dispatch: {id: y}}
+    """)
+    with emulator_module.start(membrane_workspace_secret="ws-secret-1") as emu:
+        env = base_env(MEMBRANE_BASE_URL=emu.url, MEMBRANE_WORKSPACE_KEY="ws-key",
+                       MEMBRANE_WORKSPACE_SECRET="ws-secret-1", MEMBRANE_TENANT_KEY="tenant-7")
+        result = run_cli(["run", str(path)], cwd=tmp_path, env=env)
+        assert result.code == 0, result.stdout + result.stderr
+        tokens = {r["headers"]["authorization"] for r in emu.requests}
+        assert len(tokens) == 1, "one token per run, not one per step"
+        payload = tokens.pop().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert claims["iss"] == "ws-key" and claims["id"] == "tenant-7"
+        assert claims["exp"] > 0
+        wrong = run_cli(["run", str(path)], cwd=tmp_path,
+                        env=dict(env, MEMBRANE_WORKSPACE_SECRET="not-the-secret"))
+        assert wrong.code == 1
+        assert wrong.step("a")["error"]["type"] == "authentication"
+        assert "not-the-secret" not in wrong.manifest_path.read_text() + wrong.stdout
