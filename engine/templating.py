@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
@@ -109,16 +109,83 @@ def _constant_refs(tree: nodes.Node, root: str) -> tuple[tuple[str, ...], bool]:
     return tuple(dict.fromkeys(found)), uses > direct
 
 
-class _Compiled:
-    __slots__ = ("source", "analysis", "_expression", "_template")
+_Path = tuple  # (context name, ((is_attribute, key), ...))
 
-    def __init__(self, source: str, analysis: Analysis, expression: str | None) -> None:
+
+def _simple_path(node: nodes.Node) -> _Path | None:
+    """``steps.a.output['id']`` as a path, or None for anything that needs Jinja."""
+    ops: list[tuple[bool, Any]] = []
+    while True:
+        if isinstance(node, nodes.Getattr):
+            ops.append((True, node.attr))
+            node = node.node
+        elif (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const)
+              and type(node.arg.value) in (str, int)):
+            ops.append((False, node.arg.value))
+            node = node.node
+        elif isinstance(node, nodes.Name) and node.ctx == "load" and node.name in CONTEXT_NAMES:
+            return node.name, tuple(reversed(ops))
+        else:
+            return None
+
+
+def _fast_parts(tree: nodes.Template) -> tuple[Any, ...] | None:
+    """Literal text and simple paths, when that is all a template is; else None."""
+    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
+        return None
+    parts: list[Any] = []
+    for node in tree.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            parts.append(node.data)
+            continue
+        path = _simple_path(node)
+        if path is None:
+            return None
+        parts.append(path)
+    return tuple(parts)
+
+
+class _Compiled:
+    """One template source: its analysis and how to render it.
+
+    Most runbook templates are lookups (``{{ steps.a.output.id }}``) inside
+    text. Those are rendered by walking the path with the sandbox's own
+    ``getattr``/``getitem`` (the same lookups, checks and errors as Jinja's
+    generated code) and never compiled; anything else is compiled by Jinja
+    once, on first use.
+    """
+
+    __slots__ = ("source", "analysis", "_expression", "_template", "_parts", "_lone")
+
+    def __init__(self, source: str, analysis: Analysis, expression: str | None,
+                 parts: tuple[Any, ...] | None) -> None:
         self.source = source
         self.analysis = analysis
         self._expression: Any = expression
         self._template: Any = None
+        self._parts = parts
+        self._lone = expression is not None and parts is not None and len(parts) == 1
+
+    @staticmethod
+    def _lookup(env: ImmutableSandboxedEnvironment, context: Mapping[str, Any], path: _Path) -> Any:
+        name, ops = path
+        if name not in context:
+            raise UndefinedError(f"{name!r} is undefined")
+        value = context[name]
+        for is_attribute, key in ops:
+            value = env.getattr(value, key) if is_attribute else env.getitem(value, key)
+            if isinstance(value, Undefined):
+                value._fail_with_undefined_error()
+        return value
 
     def render(self, env: ImmutableSandboxedEnvironment, context: Mapping[str, Any]) -> Any:
+        parts = self._parts
+        if parts is not None:
+            if self._lone:
+                return self._lookup(env, context, parts[0])
+            return "".join(
+                p if isinstance(p, str) else str(self._lookup(env, context, p)) for p in parts
+            )
         if self._expression is not None:
             if isinstance(self._expression, str):
                 self._expression = env.compile_expression(
@@ -188,7 +255,7 @@ class Templates:
             and not isinstance(body[0].nodes[0], nodes.TemplateData)
         ):
             expression = source[2:-2]
-        compiled = _Compiled(source, analysis, expression)
+        compiled = _Compiled(source, analysis, expression, _fast_parts(tree))
         self._cache[source] = compiled
         return compiled
 

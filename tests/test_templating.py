@@ -84,3 +84,40 @@ def test_analysis_finds_step_and_secret_references() -> None:
     assert analysis.secrets == ("T",)
     assert analysis.vars == ("v",)
     assert analysis.tainted and not analysis.dynamic_steps
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ steps.a.output.id }}",
+        "{{ steps['a'].output['tags'][0] }}",
+        "id={{ steps.a.output.id }}, tags={{ steps.a.output.tags }}, k={{ steps.a.output.nested.k }}",
+        "{{ vars.items }}",
+        "{{ vars.name.upper }}",
+        "{{ steps.a.output.missing }}",
+        "{{ steps.a.output.id.nope }}",
+        "{{ steps.a.output.__class__ }}",
+        "x{{ steps.a.output.tags[5] }}",
+    ],
+)
+def test_fast_lookups_render_exactly_as_jinja_does(source: str) -> None:
+    """Simple lookups skip compilation; the result or error must be Jinja's own."""
+    templates = Templates()
+    assert templates.compile(source)._parts is not None
+    env = templates.env
+    expected: object
+    try:
+        if source.startswith("{{") and source.endswith("}}") and source.count("{{") == 1:
+            value = env.compile_expression(source[2:-2], undefined_to_none=False)(CONTEXT)
+            if hasattr(value, "_fail_with_undefined_error"):
+                value._fail_with_undefined_error()
+            expected = value
+        else:
+            expected = env.from_string(source).render(CONTEXT)
+    except Exception as exc:  # noqa: BLE001 - compare the error Jinja raises
+        expected = ("error", str(exc))
+    try:
+        got: object = templates.render(source, CONTEXT)
+    except TemplateError as exc:
+        got = ("error", str(exc))
+    assert got == expected
