@@ -26,6 +26,22 @@ def load_schema(relative: str) -> dict[str, Any]:
         return json.load(fh)
 
 
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every local ``#/$defs/X`` reference replaced by its definition.
+
+    Our schemas are not recursive, so this terminates; it spares jsonschema a
+    reference lookup per step and property (a third of validation time).
+    """
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and len(node) == 1:
+            return _inline_refs(defs[ref[len("#/$defs/"):]], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
 @cache
 def validator(relative: str, pointer: str = "") -> Any:
     """A compiled Draft 2020-12 validator for a schema file (or a key path inside it)."""
@@ -34,4 +50,4 @@ def validator(relative: str, pointer: str = "") -> Any:
     schema = load_schema(relative)
     for part in filter(None, pointer.split("/")):
         schema = schema[part]
-    return Draft202012Validator(schema)
+    return Draft202012Validator(_inline_refs(schema, schema.get("$defs", {})))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -91,24 +92,6 @@ class Analysis:
         return "secrets" in self.names
 
 
-def _constant_refs(tree: nodes.Node, root: str) -> tuple[tuple[str, ...], bool]:
-    """Names looked up on ``root`` by constant attribute or item; and whether it is used otherwise."""
-    found: list[str] = []
-    direct = 0
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
-        if not (isinstance(target, nodes.Name) and target.name == root):
-            continue
-        if isinstance(node, nodes.Getattr):
-            found.append(node.attr)
-            direct += 1
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            found.append(node.arg.value)
-            direct += 1
-    uses = sum(1 for n in tree.find_all(nodes.Name) if n.name == root and n.ctx == "load")
-    return tuple(dict.fromkeys(found)), uses > direct
-
-
 _Path = tuple  # (context name, ((is_attribute, key), ...))
 
 
@@ -143,6 +126,90 @@ def _fast_parts(tree: nodes.Template) -> tuple[Any, ...] | None:
             return None
         parts.append(path)
     return tuple(parts)
+
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_KEY = r"""(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\s*(?:'[^'\\]*'|"[^"\\]*"|[0-9]+)\s*\])"""
+_LOOKUP = re.compile(r"\{\{\s*(" + _IDENT + r")(" + _KEY + r"*)\s*\}\}")
+_KEYS = re.compile(_KEY)
+
+
+def _key(token: str) -> tuple[bool, Any]:
+    if token.startswith("."):
+        return True, token[1:]
+    inner = token[1:-1].strip()
+    return False, inner[1:-1] if inner[0] in "'\"" else int(inner)
+
+
+def _lex_lookups(source: str) -> tuple[Any, ...] | None:
+    """The parts of a template made only of text and ``{{ name.key['k'][0] }}`` lookups.
+
+    The same parts Jinja's parser would give (:func:`_fast_parts`), found by one
+    regular expression; None for anything else, which then goes to Jinja.
+    """
+    parts: list[Any] = []
+    pos = 0
+    for match in _LOOKUP.finditer(source):
+        text = source[pos:match.start()]
+        if text:
+            if any(m in text for m in _MARKERS):
+                return None
+            parts.append(text)
+        root = match.group(1)
+        if root not in CONTEXT_NAMES:
+            return None
+        parts.append((root, tuple(_key(k) for k in _KEYS.findall(match.group(2)))))
+        pos = match.end()
+    tail = source[pos:]
+    if tail:
+        if any(m in tail for m in _MARKERS):
+            return None
+        parts.append(tail)
+    return tuple(parts) if pos else None
+
+
+def _refs(paths: list[_Path], root: str) -> tuple[tuple[str, ...], bool]:
+    """Keys looked up on ``root`` by constant name; and whether ``root`` is used otherwise."""
+    found: list[str] = []
+    dynamic = False
+    for name, ops in paths:
+        if name == root:
+            if ops and isinstance(ops[0][1], str):
+                found.append(ops[0][1])
+            else:
+                dynamic = True
+    return tuple(dict.fromkeys(found)), dynamic
+
+
+def _tree_paths(tree: nodes.Template) -> tuple[list[_Path], set[str], bool]:
+    """Lookups on a name by a constant key, names used otherwise (as ``(name, ())``),
+    the names loaded, and whether the template assigns any name."""
+    paths: list[_Path] = []
+    uses: dict[str, int] = {}
+    stores = False
+    for node in tree.find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Name):
+            if node.ctx == "load":
+                uses[node.name] = uses.get(node.name, 0) + 1
+            else:
+                stores = True
+        elif isinstance(node.node, nodes.Name) and node.node.ctx == "load":
+            if isinstance(node, nodes.Getattr):
+                paths.append((node.node.name, ((True, node.attr),)))
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                paths.append((node.node.name, ((False, node.arg.value),)))
+    for name, count in uses.items():
+        if count > sum(1 for n, _ in paths if n == name):
+            paths.append((name, ()))
+    return paths, set(uses), stores
+
+
+def _analysis(paths: list[_Path], names: frozenset[str]) -> Analysis:
+    steps, dyn_steps = _refs(paths, "steps")
+    secrets, dyn_secrets = _refs(paths, "secrets")
+    vars_, _ = _refs(paths, "vars")
+    return Analysis(names=names, steps=steps, secrets=secrets, vars=vars_,
+                    dynamic_steps=dyn_steps, dynamic_secrets=dyn_secrets)
 
 
 class _Compiled:
@@ -229,21 +296,21 @@ class Templates:
         compiled = self._cache.get(source)
         if compiled is not None:
             return compiled
+        parts = _lex_lookups(source)
+        if parts is not None:
+            paths = [p for p in parts if not isinstance(p, str)]
+            analysis = _analysis(paths, frozenset(p[0] for p in paths))
+            lone = len(parts) == 1 and source.startswith("{{") and source.endswith("}}")
+            compiled = _Compiled(source, analysis, source[2:-2] if lone else None, parts)
+            self._cache[source] = compiled
+            return compiled
         try:
             tree = self.env.parse(source)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {exc.message}") from None
-        steps, dyn_steps = _constant_refs(tree, "steps")
-        secrets, dyn_secrets = _constant_refs(tree, "secrets")
-        vars_, _ = _constant_refs(tree, "vars")
-        analysis = Analysis(
-            names=frozenset(meta.find_undeclared_variables(tree)),
-            steps=steps,
-            secrets=secrets,
-            vars=vars_,
-            dynamic_steps=dyn_steps,
-            dynamic_secrets=dyn_secrets,
-        )
+        paths, loads, stores = _tree_paths(tree)
+        names = frozenset(meta.find_undeclared_variables(tree)) if stores else frozenset(loads)
+        analysis = _analysis(paths, names)
         expression = None
         body = tree.body
         if (

@@ -203,15 +203,15 @@ class _Checker:
                 else:
                     seen[sid] = (section, i, "id")
         main_ids = [s.get("id") for s in main if isinstance(s.get("id"), str)]
-        all_ids = main_ids + [s.get("id") for s in fin if isinstance(s.get("id"), str)]
-        for section, earlier_base in (("steps", []), ("finally", main_ids)):
-            earlier = list(earlier_base)
+        all_ids = set(main_ids) | {s["id"] for s in fin if isinstance(s.get("id"), str)}
+        for section, earlier_base in (("steps", ()), ("finally", main_ids)):
+            earlier = set(earlier_base)
             for i, step in enumerate(data.get(section) or []):
                 if not isinstance(step, dict):
                     continue
                 self.check_step(step, (section, i), earlier, all_ids)
                 if isinstance(step.get("id"), str):
-                    earlier.append(step["id"])
+                    earlier.add(step["id"])
         outputs = data.get("outputs")
         if isinstance(outputs, dict):
             self.check_templates(outputs, ("outputs",), all_ids, all_ids)
@@ -265,7 +265,7 @@ class _Checker:
             )
         return info
 
-    def check_step(self, step: dict[str, Any], path: Path, earlier: list[str], all_ids: list[str]) -> None:
+    def check_step(self, step: dict[str, Any], path: Path, earlier: set[str], all_ids: set[str]) -> None:
         info = self.resolve_provider(step, path)
         dispatch = step.get("dispatch")
         if info is not None and isinstance(dispatch, dict) and len(dispatch) == 1:
@@ -289,7 +289,6 @@ class _Checker:
                 )
             )
         sid = step.get("id")
-        including_self = earlier + ([sid] if isinstance(sid, str) else [])
         for key in ("dispatch", "input", "with"):
             if key in step:
                 self.check_templates(step[key], path + (key,), earlier, all_ids)
@@ -299,7 +298,8 @@ class _Checker:
         for i, expr in enumerate(step.get("assert") or []):
             if isinstance(expr, str):
                 self.check_templates(
-                    self.templates.condition(expr), path + ("assert", i), including_self, all_ids
+                    self.templates.condition(expr), path + ("assert", i), earlier, all_ids,
+                    self_id=sid if isinstance(sid, str) else None,
                 )
 
     def check_api(self, api: dict[str, Any], path: Path, info: TypeInfo) -> None:
@@ -322,7 +322,12 @@ class _Checker:
             self.error(path, str(exc))
             return None
 
-    def check_templates(self, value: Any, base: Path, earlier: list[str], all_ids: list[str]) -> None:
+    def check_templates(self, value: Any, base: Path, earlier: set[str], all_ids: set[str],
+                        self_id: str | None = None) -> None:
+        """Compile every template in ``value``; check its names and step references.
+
+        ``earlier`` are the steps that have run at this point (``self_id`` too, in an assert).
+        """
         for path, src in iter_templates(value, base):
             analysis = self.compile(path, src)
             if analysis is None:
@@ -335,12 +340,12 @@ class _Checker:
                         f"available: {', '.join(CONTEXT_NAMES)}",
                     )
             for ref in analysis.steps:
-                if ref in earlier:
+                if ref in earlier or ref == self_id:
                     continue
                 if ref in all_ids:
                     self.error(path, f"step {ref!r} has not run yet here: a template can refer only to earlier steps")
                 else:
-                    self.error(path, f"unknown step {ref!r}{suggest(ref, all_ids)}")
+                    self.error(path, f"unknown step {ref!r}{suggest(ref, sorted(all_ids))}")
 
 
 def _validator_for(info: TypeInfo, which: str) -> Any:

@@ -121,3 +121,36 @@ def test_fast_lookups_render_exactly_as_jinja_does(source: str) -> None:
     except TemplateError as exc:
         got = ("error", str(exc))
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ steps.a.output.id }}",
+        "{{steps.a.output.id}}",
+        "Contact {{ steps.contact.output.id }} created\n",
+        "{{ steps['a'].output[\"b c\"][0] }} and {{ vars.x }}",
+        "{{ secrets.TOKEN }}:{{ env.HOME }}",
+        "{{ steps[ 'a' ] }}",
+        "} {{ vars.a }} }}",
+    ],
+)
+def test_lookup_lexer_agrees_with_jinjas_parser(source: str) -> None:
+    from engine.templating import _analysis, _fast_parts, _lex_lookups, _tree_paths
+
+    templates = Templates()
+    tree = templates.env.parse(source)
+    assert _lex_lookups(source) == _fast_parts(tree)
+    paths, loads, _ = _tree_paths(tree)
+    assert templates.compile(source).analysis == _analysis(paths, frozenset(loads))
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ vars.a | upper }}", "{{ vars.a }}{% if 1 %}x{% endif %}", "{{- vars.a }}", "{{ foo.a }}",
+     "{{ vars.a }} {# c #}", "{{ vars.a + 1 }}", "{{ vars['a\\'b'] }}"],
+)
+def test_anything_else_goes_to_jinja(source: str) -> None:
+    from engine.templating import _lex_lookups
+
+    assert _lex_lookups(source) is None
