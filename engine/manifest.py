@@ -143,35 +143,45 @@ def header(run_id: str, started_at: str, runbook_path: str, runbook_name: str, s
     }
 
 
+def _frame(manifest: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The bytes before the first step and after the last one.
+
+    Everything but the steps is indented; each step is one compact line (the
+    C JSON encoder; indenting thousands of steps would cost more than the run).
+    """
+    head = {k: v for k, v in manifest.items() if k not in ("steps", "outputs")}
+    prefix = _dumps(head, indent=2)[:-2] + ',\n  "steps": ['
+    outputs = _dumps(manifest.get("outputs") or {}, indent=2).replace("\n", "\n  ")
+    trailer = '\n  ],\n  "outputs": ' + outputs + "\n}\n"
+    return prefix.encode("utf-8"), trailer.encode("utf-8")
+
+
 class ManifestWriter:
     """Keeps one manifest file valid while a run appends to it."""
 
-    _TRAILER = "\n], \"outputs\": {}}\n"
-
     def __init__(self, path: str, manifest: dict[str, Any]) -> None:
         self.path = path
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        head = {k: v for k, v in manifest.items() if k not in ("steps", "outputs")}
-        prefix = _dumps(head)[:-1] + ', "steps": ['
-        self._trailer = self._TRAILER.encode("utf-8")
-        prefix_bytes = prefix.encode("utf-8")
-        self._atomic_write(prefix_bytes + self._trailer)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        prefix, self._trailer = _frame(manifest)
+        self._atomic_write(prefix + self._trailer)
         self._fd = os.open(path, os.O_WRONLY)
-        self._offset = len(prefix_bytes)
-        self._count = 0
+        self._offset = len(prefix)
+        self._lines: list[bytes] = []
 
     def append(self, record: dict[str, Any]) -> None:
         """Record one finished step: one write, proportional to the step's size."""
-        data = (("," if self._count else "") + "\n" + _dumps(record)).encode("utf-8")
+        line = _dumps(record).encode("utf-8")
+        data = (b",\n    " if self._lines else b"\n    ") + line
         os.pwrite(self._fd, data + self._trailer, self._offset)
         self._offset += len(data)
-        self._count += 1
+        self._lines.append(line)
 
     def finish(self, manifest: dict[str, Any]) -> None:
-        """Write the final manifest atomically and close the file."""
+        """Write the final manifest (its steps are those appended) atomically; close."""
         self.close()
-        self._atomic_write((_dumps(manifest, indent=2) + "\n").encode("utf-8"))
+        prefix, trailer = _frame(manifest)
+        body = b",".join(b"\n    " + line for line in self._lines)
+        self._atomic_write(prefix + body + trailer)
 
     def close(self) -> None:
         if self._fd >= 0:
