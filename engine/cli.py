@@ -82,6 +82,8 @@ def emulate(host: str, port: int) -> int:
     def ready(url: str) -> None:
         click.echo(f"runbook emulator listening on {url}  (Ctrl-C to stop)")
         click.echo(f"  export MEMBRANE_BASE_URL={url} MEMBRANE_TOKEN=emulator-token")
+        click.echo(f"  export PIPEDREAM_BASE_URL={url} PIPEDREAM_ACCESS_TOKEN=emulator-token "
+                   "PIPEDREAM_PROJECT_ID=proj_emulator PIPEDREAM_PROJECT_ENVIRONMENT=development")
 
     try:
         serve_forever(host, port, on_ready=ready)

@@ -288,6 +288,8 @@ class _Checker:
                     path + ("with",), templated=True,
                 )
             )
+        if info is not None and isinstance(dispatch, dict) and len(dispatch) == 1:
+            self.check_style_options(step, path, info, next(iter(dispatch)))
         sid = step.get("id")
         for key in ("dispatch", "input", "with"):
             if key in step:
@@ -301,6 +303,28 @@ class _Checker:
                     self.templates.condition(expr), path + ("assert", i), earlier, all_ids,
                     self_id=sid if isinstance(sid, str) else None,
                 )
+
+    def check_style_options(self, step: dict[str, Any], path: Path, info: TypeInfo, style: str) -> None:
+        """Options a dispatch style needs (in with:, or in the provider block) or cannot take."""
+        rule = info.style_options.get(style)
+        if rule is None:
+            return
+        options = step["with"] if isinstance(step.get("with"), dict) else {}
+        providers = self.data.get("providers")
+        block = providers.get(step.get("provider")) if isinstance(providers, dict) else None
+        block = block if isinstance(block, dict) else {}
+        known = info.options_schema.get("properties", {})
+        for key in options:
+            if key in known and "allowed" in rule and key not in rule["allowed"]:
+                self.error(path + ("with", key), f"{key!r} does not apply to dispatch {style!r} "
+                           f"of the {info.name} provider (it takes {', '.join(rule['allowed'])})", key=True)
+        for key in rule.get("required", ()):
+            if key in options or (key in info.options_from_config and key in block):
+                continue
+            also = f", or {key} in the provider's block" if key in info.options_from_config else ""
+            self.error(path + (("with",) if "with" in step else ("dispatch", style)),
+                       f"dispatch {style!r} of the {info.name} provider needs with.{key}{also}",
+                       key="with" not in step)
 
     def check_api(self, api: dict[str, Any], path: Path, info: TypeInfo) -> None:
         targets = [t for t in ("path", "url") if t in api]

@@ -51,7 +51,7 @@ def test_five_mistakes_give_five_located_errors_and_exit_2(write, tmp_path: Path
     assert lines == [
         f"{path}:9:5: steps[0] (first): unknown key 'tiemout' (did you mean 'timeout'?)",
         f"{path}:11:15: steps[1] (second) provider: unknown provider 'crmm' (did you mean "
-        "'crm'?): name an entry of providers: or a provider type (http, membrane)",
+        "'crm'?): name an entry of providers: or a provider type (http, membrane, pipedream)",
         f"{path}:16:22: steps[2] (third) input.contact: step 'fourth' has not run yet here: "
         "a template can refer only to earlier steps",
         f"{path}:19:15: steps[3] (fourth) dispatch: needs exactly one dispatch style of id, "

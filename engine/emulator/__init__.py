@@ -1,4 +1,4 @@
-"""A local emulator of the Membrane (and later Pipedream Connect) endpoints, stdlib only.
+"""A local emulator of the Membrane and Pipedream Connect endpoints, stdlib only.
 
 Use it in-process::
 
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from . import http_echo, membrane
+from . import http_echo, membrane, pipedream
 from .server import EmulatorServer, FaultRule
 
 __all__ = ["Emulator", "start", "serve_forever"]
@@ -34,6 +34,7 @@ def _build(
 ) -> EmulatorServer:
     server = EmulatorServer(host, port, access_log=access_log)
     membrane.register(server, workspace_secret=membrane_workspace_secret)
+    pipedream.register(server)
     http_echo.register(server)
     return server
 
@@ -80,7 +81,8 @@ class Emulator:
         """Answer the next ``times`` requests matching ``match`` with a fault.
 
         ``match`` holds any of ``path``, ``method`` and ``action`` (an /act body's id or key
-        value, or ``"api"``/``"code"``). Raises ValueError on a bad rule.
+        value, or ``"api"``/``"code"``; a Pipedream actions/run body's component ``id``, or
+        ``"api"`` for the Connect proxy). Raises ValueError on a bad rule.
         """
         self._server.add_fault(
             FaultRule(

@@ -1,6 +1,6 @@
 """The emulator's core: a threaded HTTP/1.1 server with a route table, a request log and faults.
 
-Provider modules (``membrane.py``, later ``pipedream.py``) call :meth:`EmulatorServer.add_route`
+Provider modules (``membrane.py``, ``pipedream.py``, ``http_echo.py``) call :meth:`EmulatorServer.add_route`
 from a ``register(server, **options)`` function; the core knows nothing about any provider.
 Every request outside ``/_emulator/`` is logged, then checked against the fault rules, then
 handed to its route's handler. The control routes under ``/_emulator/`` are neither logged

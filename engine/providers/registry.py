@@ -10,7 +10,7 @@ that is not built in, since scanning entry points costs start-up time.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "runbook.providers"
 #: Built-in provider types: name -> "module:Class" (imported only to run).
 BUILTIN: dict[str, str] = {
     "membrane": "engine.providers.membrane:MembraneProvider",
+    "pipedream": "engine.providers.pipedream:PipedreamProvider",
     "http": "engine.providers.http:HttpProvider",
 }
 
@@ -37,6 +38,10 @@ class TypeInfo:
     config_schema: dict[str, Any]
     options_schema: dict[str, Any]
     style_hint: str | None = None
+    #: Per dispatch style: ``{"allowed": [...], "required": [...]}`` option names (``with:``).
+    style_options: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: Options that a step may leave to the provider block's config key of the same name.
+    options_from_config: tuple[str, ...] = ()
 
 
 def _from_class(name: str, cls: Any) -> TypeInfo:
@@ -47,6 +52,8 @@ def _from_class(name: str, cls: Any) -> TypeInfo:
         config_schema=dict(getattr(cls, "config_schema", {"type": "object"})),
         options_schema=dict(getattr(cls, "options_schema", {"type": "object"})),
         style_hint=getattr(cls, "style_hint", None),
+        style_options=dict(getattr(cls, "style_options", {})),
+        options_from_config=tuple(getattr(cls, "options_from_config", ())),
     )
 
 
@@ -72,6 +79,8 @@ def type_info(name: str) -> TypeInfo | None:
             config_schema=meta["config"],
             options_schema=meta["options"],
             style_hint=meta.get("style_hint"),
+            style_options=meta.get("style_options", {}),
+            options_from_config=tuple(meta.get("options_from_config", ())),
         )
     cls = _plugin(name)
     return _from_class(name, cls) if cls is not None else None

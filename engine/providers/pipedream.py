@@ -1,0 +1,493 @@
+"""Pipedream Connect: run catalog actions for end users, and proxy requests to their APIs.
+
+``dispatch: {id: ...}`` is ``POST {base_url}/v1/connect/{project_id}/actions/run`` (see
+shared/seeds/pipedream-connect-actions-run.txt); ``dispatch: {api: ...}`` goes through the
+Connect proxy, ``{METHOD} .../proxy/{urlsafe base64 of the target URL}``. Both carry
+``Authorization: Bearer <token>`` and ``x-pd-environment``.
+
+The token comes from an OAuth client-credentials exchange, made once per process and set of
+credentials (whatever the number of steps and provider instances), renewed two minutes before
+it expires, and renewed once more when a request answers 401. A ready token is the
+alternative. Neither the client secret nor a token reaches the manifest, the console or an
+error message: both are handed to the run's redactor.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlencode, urlsplit
+
+from engine.providers import _http
+from engine.providers.base import ActionCall, ActionResult, ProviderError, Redactor
+
+__all__ = [
+    "PipedreamProvider",
+    "TokenCache",
+    "TOKEN_CACHE",
+    "DEFAULT_BASE_URL",
+    "ENVIRONMENTS",
+    "encode_target",
+    "target_url",
+]
+
+DEFAULT_BASE_URL = "https://api.pipedream.com"
+ENVIRONMENTS = ("development", "production")
+PROJECT_ID_PATTERN = r"^proj_[a-zA-Z0-9]+$"
+EMULATOR_TOKEN = "emulator-token"
+RENEW_BEFORE = 120.0
+DEFAULT_LIFETIME = 3600.0
+_ID_OPTIONS = ("version", "external_user_id", "dynamic_props_id", "stash_id")
+_API_OPTIONS = ("external_user_id", "account_id")
+
+#: The clock token lifetimes are measured with (tests replace it).
+_clock: Callable[[], float] = time.monotonic
+
+
+def encode_target(url: str) -> str:
+    """The proxy path segment of a target URL: URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(url.encode("utf-8")).rstrip(b"=").decode("ascii")
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def target_url(target: Mapping[str, Any]) -> str:
+    """The proxy's target: ``url`` with the step's ``query`` appended (lists repeat the key)."""
+    url = str(target["url"])
+    pairs: list[tuple[str, str]] = []
+    for key, value in (target.get("query") or {}).items():
+        for item in value if isinstance(value, list) else [value]:
+            pairs.append((str(key), _query_value(item)))
+    if not pairs:
+        return url
+    base, _, fragment = url.partition("#")
+    joined = base + ("&" if urlsplit(base).query else "?") + urlencode(pairs)
+    return joined + (f"#{fragment}" if fragment else "")
+
+
+class TokenCache:
+    """Access tokens by (base URL, client ID, secret hash, scope), shared by provider instances."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+
+    def get(self, key: tuple[str, ...], exchange: Callable[[], tuple[str, float]]) -> str:
+        """The cached token for ``key``, or a new one from ``exchange()`` -> (token, lifetime)."""
+        with self._lock:
+            cached = self._tokens.get(key)
+            if cached is not None and _clock() < cached[1]:
+                return cached[0]
+            token, lifetime = exchange()
+            self._tokens[key] = (token, _clock() + lifetime - min(RENEW_BEFORE, lifetime / 2))
+            return token
+
+    def drop(self, key: tuple[str, ...], token: str) -> None:
+        """Forget ``token`` (unless another caller already replaced it)."""
+        with self._lock:
+            if key in self._tokens and self._tokens[key][0] == token:
+                del self._tokens[key]
+
+    def clear(self) -> None:
+        """Forget every token."""
+        with self._lock:
+            self._tokens.clear()
+
+
+#: The process-wide cache: one exchange per run and set of credentials.
+TOKEN_CACHE = TokenCache()
+
+
+class PipedreamProvider:
+    """Runs Pipedream Connect actions (``id``) and proxied requests (``api``) for an end user."""
+
+    type_name: ClassVar[str] = "pipedream"
+    styles: ClassVar[tuple[str, ...]] = ("id", "api")
+
+    @staticmethod
+    def emulated_config(config: Mapping[str, Any], url: str) -> dict[str, Any]:
+        """The configuration ``--emulate`` uses: the emulator's URL and its dummy token.
+
+        Project, environment, end user and scope are kept; a project or environment set
+        nowhere falls back to an emulator placeholder instead of failing the run.
+        """
+        kept = ("project_id", "environment", "external_user_id", "scope")
+        return {
+            "type": "pipedream",
+            "base_url": url,
+            "token": EMULATOR_TOKEN,
+            "_emulated": True,
+            **{key: config[key] for key in kept if key in config},
+        }
+
+    def __init__(
+        self, name: str, config: Mapping[str, Any], *, env: Mapping[str, str], redactor: Redactor
+    ) -> None:
+        self.name = name
+        self._redactor = redactor
+        emulated = bool(config.get("_emulated"))
+        self.base_url = str(
+            config.get("base_url") or env.get("PIPEDREAM_BASE_URL") or DEFAULT_BASE_URL
+        ).rstrip("/")
+        problems: list[str] = []
+        self.project_id = _setting(config, env, "project_id", "PIPEDREAM_PROJECT_ID")
+        self.environment = _setting(config, env, "environment", "PIPEDREAM_PROJECT_ENVIRONMENT")
+        if emulated:
+            self.project_id = self.project_id or "proj_emulator"
+            self.environment = self.environment or "development"
+        if not self.project_id:
+            problems.append("no project: set PIPEDREAM_PROJECT_ID (or project_id in its providers: block)")
+        elif not re.fullmatch(PROJECT_ID_PATTERN, self.project_id):
+            problems.append(
+                f"project id {self.project_id!r} (from {_source(config, 'project_id', 'PIPEDREAM_PROJECT_ID')}) "
+                "is not a Pipedream project id (proj_ followed by letters and digits)"
+            )
+        if not self.environment:
+            problems.append(
+                "no environment: set PIPEDREAM_PROJECT_ENVIRONMENT to development or production "
+                "(or environment in its providers: block); there is no default"
+            )
+        elif self.environment not in ENVIRONMENTS:
+            problems.append(
+                f"environment {self.environment!r} (from "
+                f"{_source(config, 'environment', 'PIPEDREAM_PROJECT_ENVIRONMENT')}) "
+                "must be development or production"
+            )
+        self.external_user_id = config.get("external_user_id") or None
+        self.scope = config.get("scope") or None
+        self._token: str | None = None
+        self._client_id: str | None = None
+        self._client_secret: str | None = None
+        self._credentials_source = ""
+        problem = self._credentials(config, env)
+        if problem:
+            problems.append(problem)
+        if problems:
+            raise ProviderError(
+                "configuration", f"pipedream provider {name!r}: " + "; ".join(problems)
+            )
+        redactor.add(self._token)
+        redactor.add(self._client_secret)
+        self._cache_key: tuple[str, ...] = ()
+        if self._client_secret is not None:
+            assert self._client_id is not None
+            digest = hashlib.sha256(self._client_secret.encode("utf-8")).hexdigest()
+            self._cache_key = (self.base_url, self._client_id, digest, self.scope or "")
+        self._client: Any = None
+
+    def _credentials(self, config: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+        """Pick the credentials; the problem naming what to set, or None.
+
+        The providers: block wins over the environment; client credentials (which can be
+        renewed) win over a ready token from the same place.
+        """
+        if config.get("token") and not (config.get("client_id") or config.get("client_secret")):
+            self._token = str(config["token"])
+            self._credentials_source = f"token in providers.{self.name}"
+            return None
+        client_id = config.get("client_id") or env.get("PIPEDREAM_CLIENT_ID")
+        secret = config.get("client_secret") or env.get("PIPEDREAM_CLIENT_SECRET")
+        if client_id and secret:
+            self._client_id, self._client_secret = str(client_id), str(secret)
+            self._credentials_source = (
+                f"{_source(config, 'client_id', 'PIPEDREAM_CLIENT_ID')} and "
+                f"{_source(config, 'client_secret', 'PIPEDREAM_CLIENT_SECRET')}"
+            )
+            return None
+        if client_id or secret:
+            missing = "PIPEDREAM_CLIENT_SECRET (or client_secret" if client_id else (
+                "PIPEDREAM_CLIENT_ID (or client_id"
+            )
+            return f"incomplete client credentials: set {missing} in its providers: block)"
+        if config.get("token") or env.get("PIPEDREAM_ACCESS_TOKEN"):
+            self._token = str(config.get("token") or env["PIPEDREAM_ACCESS_TOKEN"])
+            self._credentials_source = _source(config, "token", "PIPEDREAM_ACCESS_TOKEN")
+            return None
+        return (
+            "no credentials: set PIPEDREAM_CLIENT_ID and PIPEDREAM_CLIENT_SECRET, or "
+            "PIPEDREAM_ACCESS_TOKEN (or client_id and client_secret, or token, in its providers: block)"
+        )
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _end_user(self, call: ActionCall) -> str:
+        user = call.options.get("external_user_id") or self.external_user_id
+        if not user:
+            raise ProviderError(
+                "configuration",
+                f"no external user id: set with.external_user_id, or external_user_id in "
+                f"providers.{self.name}",
+            )
+        return str(user)
+
+    def _check_options(self, call: ActionCall, allowed: tuple[str, ...]) -> None:
+        stray = [key for key in call.options if key not in allowed and call.options[key] is not None]
+        if stray:
+            what = "actions (dispatch id)" if call.style == "api" else "the proxy (dispatch api)"
+            raise ProviderError(
+                "configuration",
+                f"with.{', with.'.join(stray)} applies only to {what}, not to dispatch {call.style}",
+            )
+
+    def request_body(self, call: ActionCall) -> dict[str, Any]:
+        """The request as sent: the actions/run body, or the proxied request and its end user."""
+        if call.style == "id":
+            self._check_options(call, _ID_OPTIONS)
+            body: dict[str, Any] = {"id": call.target, "external_user_id": self._end_user(call)}
+            if call.options.get("version") is not None:
+                body["version"] = call.options["version"]
+            props = {} if call.input is None else call.input
+            if not isinstance(props, dict):
+                raise ProviderError(
+                    "configuration",
+                    "input must be a mapping: it is sent as the action's configured_props",
+                )
+            body["configured_props"] = props
+            for option in ("dynamic_props_id", "stash_id"):
+                if call.options.get(option) is not None:
+                    body[option] = call.options[option]
+            return body
+        if call.style == "api":
+            self._check_options(call, _API_OPTIONS)
+            target = call.target
+            account = call.options.get("account_id")
+            if not account:
+                raise ProviderError(
+                    "configuration", "the proxy needs with.account_id (the end user's connected account, apn_...)"
+                )
+            request: dict[str, Any] = {
+                "method": str(target.get("method") or "GET").upper(),
+                "url": target_url(target),
+            }
+            if target.get("headers"):
+                request["headers"] = {str(k): str(v) for k, v in target["headers"].items()}
+            if "body" in target:
+                request["body"] = target["body"]
+            request["external_user_id"] = self._end_user(call)
+            request["account_id"] = str(account)
+            return request
+        raise ProviderError(
+            "configuration", f"pipedream does not support dispatch {call.style!r} (only id and api)"
+        )
+
+    def _build(self, call: ActionCall, token: str) -> Any:
+        spec = self.request_body(call)
+        headers = {"Authorization": f"Bearer {token}", "x-pd-environment": str(self.environment)}
+        base = f"/v1/connect/{self.project_id}"
+        if call.style == "id":
+            return self._client.build_request("POST", f"{base}/actions/run", json=spec, headers=headers)
+        for name, value in (spec.get("headers") or {}).items():
+            headers[f"x-pd-proxy-{name}"] = value
+        kwargs: dict[str, Any] = {}
+        if isinstance(spec.get("body"), str):
+            kwargs["content"] = spec["body"].encode("utf-8")
+        elif spec.get("body") is not None:
+            kwargs["json"] = spec["body"]
+        return self._client.build_request(
+            spec["method"],
+            f"{base}/proxy/{encode_target(spec['url'])}",
+            params={"external_user_id": spec["external_user_id"], "account_id": spec["account_id"]},
+            headers=headers,
+            **kwargs,
+        )
+
+    def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
+        if self._client is None:
+            self._client = _http.make_client(self.base_url)
+        token = self._bearer(timeout)
+        response = _http.send(self._client, self._build(call, token), timeout)
+        if response.status_code == 401 and self._cache_key:
+            # A 401 means nothing ran: drop the token, get a new one, send once more.
+            TOKEN_CACHE.drop(self._cache_key, token)
+            token = self._bearer(timeout)
+            response = _http.send(self._client, self._build(call, token), timeout)
+        if call.style == "id":
+            return self._action_result(call, response)
+        return self._proxy_result(call, response)
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def _action_result(self, call: ActionCall, response: Any) -> ActionResult:
+        body, is_json = _http.parse_body(response)
+        status = response.status_code
+        if not 200 <= status < 300:
+            raise self._http_error(body, status, response, f"action {call.target!r}", token_hint=True)
+        if not is_json or not isinstance(body, dict):
+            raise ProviderError(
+                "malformed_response",
+                f"expected a JSON object from actions/run, got {_describe(response)}",
+                http_status=status,
+            )
+        logs = body.get("os")
+        exports = body.get("exports")
+        if not isinstance(logs, (list, type(None))) or not isinstance(exports, (dict, type(None))):
+            raise ProviderError(
+                "malformed_response",
+                "actions/run answered 'os' that is not a list or 'exports' that is not an object",
+                http_status=status,
+            )
+        logs, exports = logs or [], exports or {}
+        extra = {"stash_id": body.get("stash_id")}
+        failure = _failure(body, logs)
+        if failure is not None:
+            name, message, attribution, detail = failure
+            raise ProviderError(
+                "action_failed",
+                f"action {call.target!r} failed: {name}: {message}",
+                http_status=status,
+                attribution=attribution,
+                provider_error=detail,
+                logs=logs,
+                extra={**extra, "exports": exports} if exports else extra,
+            )
+        return ActionResult(
+            output=body.get("ret"), exports=exports, logs=logs, http_status=status, extra=extra
+        )
+
+    def _proxy_result(self, call: ActionCall, response: Any) -> ActionResult:
+        body, _ = _http.parse_body(response)
+        status = response.status_code
+        exports = {"status": status, "headers": dict(response.headers)}
+        if 200 <= status < 300:
+            return ActionResult(output=body, exports=exports, http_status=status)
+        target = call.target
+        what = f"{str(target.get('method') or 'GET').upper()} {target_url(target)} (through the proxy)"
+        error = self._http_error(body, status, response, what, token_hint=False)
+        error.extra = {"exports": exports}
+        raise error
+
+    def _http_error(
+        self, body: Any, status: int, response: Any, what: str, *, token_hint: bool
+    ) -> ProviderError:
+        attribution, detail = _attribution(body)
+        message = f"{what} answered HTTP {status}: {_http.error_message(body, status)}"
+        if status == 401 and token_hint:
+            message += (
+                f"; the access token was refused (renewed once) - check {self._credentials_source}"
+                if self._cache_key
+                else f"; the access token was refused - check {self._credentials_source}, or use client "
+                "credentials so the engine can renew it"
+            )
+        return ProviderError(
+            _http.classify(status),
+            message,
+            http_status=status,
+            attribution=attribution,
+            provider_error=detail,
+            retry_after=_http.retry_after(response.headers.get("retry-after")),
+        )
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def _bearer(self, timeout: float | None) -> str:
+        if not self._cache_key:
+            assert self._token is not None
+            return self._token
+        token = TOKEN_CACHE.get(self._cache_key, lambda: self._exchange(timeout))
+        self._redactor.add(token)
+        return token
+
+    def _exchange(self, timeout: float | None) -> tuple[str, float]:
+        """``POST /v1/oauth/token`` (client credentials): (access token, lifetime in seconds)."""
+        payload = {
+            "grant_type": "client_credentials",
+            "client_id": self._client_id,
+            "client_secret": self._client_secret,
+        }
+        if self.scope:
+            payload["scope"] = self.scope
+        request = self._client.build_request("POST", "/v1/oauth/token", json=payload)
+        response = _http.send(self._client, request, timeout)
+        body, _ = _http.parse_body(response)
+        status = response.status_code
+        if not 200 <= status < 300:
+            hint = (
+                f"; check {self._credentials_source}" + (f" and the scope {self.scope!r}" if self.scope else "")
+                if status in (400, 401, 403)
+                else ""
+            )
+            raise ProviderError(
+                _http.classify(status),
+                f"Pipedream token exchange (POST /v1/oauth/token) answered HTTP {status}: "
+                f"{_oauth_message(body, status)}{hint}",
+                http_status=status,
+                retry_after=_http.retry_after(response.headers.get("retry-after")),
+            )
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ProviderError(
+                "malformed_response",
+                f"the Pipedream token endpoint answered without an access_token ({_describe(response)})",
+                http_status=status,
+            )
+        self._redactor.add(token)
+        lifetime = body.get("expires_in")
+        if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool) or lifetime <= 0:
+            lifetime = DEFAULT_LIFETIME
+        return token, float(lifetime)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _setting(config: Mapping[str, Any], env: Mapping[str, str], key: str, var: str) -> str | None:
+    value = config.get(key) or env.get(var)
+    return str(value) if value else None
+
+
+def _source(config: Mapping[str, Any], key: str, var: str) -> str:
+    return key if config.get(key) else var
+
+
+def _failure(body: dict[str, Any], logs: list[Any]) -> tuple[str, str, str | None, dict[str, Any] | None] | None:
+    """(name, message, attribution, detail) of a 2xx answer that reports a failed action."""
+    errors = [entry["err"] for entry in logs if isinstance(entry, dict) and entry.get("err")]
+    top = body.get("error")
+    if not errors and not top:
+        return None
+    err = errors[-1] if errors else top
+    err = err if isinstance(err, dict) else {"message": str(err)}
+    attribution, detail = _attribution(body)
+    if attribution is None:
+        attribution, detail = _attribution({"error": err})
+    name = str(err.get("name") or "Error")
+    detail = {**(detail or {}), "name": name}
+    return name, str(err.get("message") or "the action failed"), attribution, detail
+
+
+def _attribution(body: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """The error's attribution (as given; an object's ``origin``) and the error's own fields."""
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    raw = error.get("attribution", body.get("attribution"))
+    detail = {k: error[k] for k in ("code", "name", "attribution") if error.get(k) is not None}
+    if isinstance(raw, dict):
+        origin = raw.get("origin")
+        attribution = str(origin) if origin is not None else None
+    else:
+        attribution = str(raw) if raw is not None else None
+    return attribution, detail or None
+
+
+def _oauth_message(body: Any, status: int) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        description = body.get("error_description")
+        return f"{body['error']}: {description}" if description else body["error"]
+    return _http.error_message(body, status)
+
+
+def _describe(response: Any) -> str:
+    ctype = response.headers.get("content-type", "no content type")
+    return f"{len(response.content)} bytes of {ctype.split(';')[0]}"
