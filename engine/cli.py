@@ -38,13 +38,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--emulate", is_flag=True,
               help="Run against the built-in emulator on loopback, with dummy credentials.")
 @click.option("--json", "json_output", is_flag=True, help="Print the manifest to stdout.")
+@click.option("--resume", type=click.Path(dir_okay=False), metavar="MANIFEST",
+              help="Reuse the steps MANIFEST records as succeeded with the same request; run the rest.")
 def run(file: str, var_pairs: tuple[str, ...], vars_file: str | None,
-        manifest_path: str | None, emulate: bool, json_output: bool) -> int:
+        manifest_path: str | None, emulate: bool, json_output: bool, resume: str | None) -> int:
     """Validate FILE, then run its steps in order and write a results manifest."""
     from engine.commands.run import run as run_command
 
     return run_command(file, var_pairs=var_pairs, vars_file=vars_file,
-                       manifest_path=manifest_path, emulate=emulate, json_output=json_output)
+                       manifest_path=manifest_path, emulate=emulate, json_output=json_output,
+                       resume=resume)
 
 
 @cli.command()

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from engine import __version__
+from engine.errors import ManifestError
 from engine.model import StepResult
 from engine.providers.base import Redactor
 
@@ -32,6 +33,7 @@ __all__ = [
     "step_record",
     "git_info",
     "header",
+    "read_manifest",
 ]
 
 
@@ -50,9 +52,13 @@ def _dumps(value: Any, indent: int | None = None) -> str:
                       separators=None if indent else (",", ":"))
 
 
-def request_sha256(request: Any) -> str:
-    """The hash of a (redacted) request in canonical JSON: same request, same hash."""
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+def request_sha256(request: Any, target: str = "") -> str:
+    """The hash of a (redacted) request and where it goes: same request, same hash.
+
+    ``target`` names the endpoint (a provider's base URL, project and environment), so a
+    resume against another environment does not take a step for done.
+    """
+    canonical = json.dumps([target, request], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -114,6 +120,8 @@ def step_record(result: StepResult, redactor: Redactor) -> dict[str, Any]:
     }
     if result.extra:
         record["extra"] = result.extra
+    if result.reused_from:
+        record["reused_from"] = result.reused_from
     return redactor.scrub(record) if redactor else record
 
 
@@ -141,6 +149,30 @@ def header(run_id: str, started_at: str, runbook_path: str, runbook_name: str, s
         "steps": [],
         "outputs": {},
     }
+
+
+def read_manifest(path: str) -> dict[str, Any]:
+    """A manifest of ours, checked against the manifest schema; else :class:`ManifestError`."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ManifestError(f"{path}: not a JSON manifest (truncated?): {exc}") from None
+    if not isinstance(data, dict) or data.get("engine", {}).get("name") != "runbook":
+        raise ManifestError(f"{path}: not a runbook manifest")
+    if data.get("manifest_version") != 1:
+        raise ManifestError(
+            f"{path}: manifest version {data.get('manifest_version')!r}; this runbook reads version 1"
+        )
+    from engine.schemas import validator
+
+    error = next(iter(validator("manifest.schema.json").iter_errors(data)), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "manifest"
+        raise ManifestError(f"{path}: not a valid manifest: {where}: {error.message}")
+    return data
 
 
 def _frame(manifest: dict[str, Any]) -> tuple[bytes, bytes]:

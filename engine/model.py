@@ -152,6 +152,7 @@ class StepResult:
     run_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     error: StepError | None = None
+    reused_from: str | None = None
 
     def context(self) -> dict[str, Any]:
         """The step as later templates see it: ``steps.<id>``."""

@@ -29,6 +29,7 @@ class Prepared:
     redactor: Redactor
     environ: dict[str, str]
     notices: list[str] = field(default_factory=list)
+    targets: dict[str, str] = field(default_factory=dict)
 
 
 def _used_providers(runbook: Runbook) -> list[str]:
@@ -125,7 +126,12 @@ def preflight(
         for provider in providers.values():
             provider.close()
         raise LocatedErrors(problems)
-    return Prepared(providers, redactor, env, notices)
+    targets = {
+        name: f"emulator {runbook.providers[name].type}" if emulator_url is not None
+        else (provider.target() if hasattr(provider, "target") else "")
+        for name, provider in providers.items()
+    }
+    return Prepared(providers, redactor, env, notices, targets)
 
 
 def _check_config(type_name: str, config: Any) -> str | None:

@@ -38,6 +38,8 @@ def step_line(result: StepResult, id_width: int = 0) -> str:
         parts.append(f"{len(result.attempts)} attempts")
     if result.run_id:
         parts.append(f"run {result.run_id}")
+    if result.reused_from:
+        parts.append(f"reused from {result.reused_from}")
     if result.status is Status.NOT_RUN:
         parts.append("not run")
     return "  ".join(parts)

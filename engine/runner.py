@@ -105,6 +105,8 @@ class Runner:
         observer: Observer,
         redactor: Redactor | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        targets: Mapping[str, str] | None = None,
+        previous: Mapping[str, Any] | None = None,
     ) -> None:
         self.runbook = runbook
         self.templates = templates
@@ -112,6 +114,13 @@ class Runner:
         self.observer = observer
         self.redactor = redactor or Redactor()
         self.sleep = sleep
+        self.targets = targets or {}
+        self.previous = previous
+        self._reusable: dict[str, dict[str, Any]] = {
+            record["id"]: record
+            for record in (previous or {}).get("steps", [])
+            if record["status"] == "succeeded" and record.get("request_sha256")
+        }
         self.steps_ctx: dict[str, Any] = {}
         self.run_info = run_info
         self.context: dict[str, Any] = {
@@ -245,8 +254,14 @@ class Runner:
             )
         except ProviderError as exc:
             raise _StepFailed(_step_error(exc)) from None
-        result.request_sha256 = request_sha256(result.request)
-        answer = self._attempts(step, provider, call, result)
+        result.request_sha256 = request_sha256(result.request, self.targets.get(step.provider, ""))
+        recorded = self._reusable.get(step.id)
+        if recorded is not None and recorded["request_sha256"] == result.request_sha256:
+            answer = ActionResult(recorded["output"], recorded["run_id"], recorded["exports"],
+                                  recorded["logs"], None, recorded.get("extra") or {})
+            result.reused_from = recorded.get("reused_from") or self.previous["run"]["id"]
+        else:
+            answer = self._attempts(step, provider, call, result)
         result.output = answer.output
         result.run_id = answer.run_id
         result.exports = answer.exports

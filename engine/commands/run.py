@@ -10,8 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from engine.errors import InternalError
-from engine.manifest import ManifestWriter, header, new_run_id, now_rfc3339, step_record
+from engine.errors import InternalError, ManifestError
+from engine.manifest import ManifestWriter, header, new_run_id, now_rfc3339, read_manifest, step_record
 from engine.model import Status, Step, StepResult
 from engine.preflight import preflight
 from engine.providers.base import Redactor
@@ -56,6 +56,18 @@ class _Fanout:
             o.step_finished(result)
 
 
+def _previous_run(path: str, name: str) -> dict[str, Any]:
+    """The manifest to resume from; refused when it records another runbook."""
+    previous = read_manifest(path)
+    recorded = previous["runbook"]
+    if recorded["name"] != name:
+        raise ManifestError(
+            f"{path}: this manifest records runbook {recorded['name']!r} ({recorded['path']}), "
+            f"not {name!r}: --resume takes a manifest of the same runbook"
+        )
+    return previous
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -68,6 +80,7 @@ def run(
     manifest_path: str | None = None,
     emulate: bool = False,
     json_output: bool = False,
+    resume: str | None = None,
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
 ) -> int:
@@ -75,6 +88,7 @@ def run(
     templates = Templates()
     runbook, _ = load_runbook(file, templates)
     variables = resolve_vars(runbook.vars, vars_file, var_pairs)
+    previous = _previous_run(resume, runbook.name) if resume else None
     run_id = new_run_id()
     started_at = now_rfc3339()
     t0 = time.monotonic()
@@ -95,12 +109,14 @@ def run(
             stderr.write(notice + "\n")
         path = manifest_path or os.path.join(".runbook", "runs", f"{run_id}.json")
         manifest = header(run_id, started_at, file, runbook.name, runbook.sha256, variables,
-                          emulated=emulate)
+                          emulated=emulate,
+                          resumed_from=previous["run"]["id"] if previous else None)
         writer = ManifestWriter(path, manifest)
         recorder = _ManifestRecorder(writer, prepared.redactor)
         runner = Runner(
             runbook, templates, vars=variables, environ=prepared.environ, run_info=run_info,
             providers=prepared.providers, redactor=prepared.redactor,
+            targets=prepared.targets, previous=previous,
             observer=_Fanout(ConsoleReporter(lines, prepared.redactor, runbook), recorder),
         )
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -166,3 +166,6 @@ class Provider(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+    # Optional: ``target() -> str`` names where requests go (base URL, project,
+    # environment); it is part of each step's request_sha256.

@@ -35,6 +35,10 @@ class HttpProvider:
         self._emulated = bool(config.get("_emulated"))
         self._client: Any = None
 
+    def target(self) -> str:
+        """Where requests go (part of request_sha256, so a resume elsewhere sends again)."""
+        return self.base_url
+
     def _url(self, target: Mapping[str, Any]) -> str:
         if "url" in target:
             url = str(target["url"])

@@ -83,6 +83,10 @@ class MembraneProvider:
         self._jwt_expires = 0.0
         self._client: Any = None
 
+    def target(self) -> str:
+        """Where requests go (part of request_sha256, so a resume elsewhere sends again)."""
+        return self.base_url
+
     def _bearer(self) -> str:
         if self._token and not self._workspace_secret:
             return self._token

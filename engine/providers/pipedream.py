@@ -184,6 +184,10 @@ class PipedreamProvider:
             self._cache_key = (self.base_url, self._client_id, digest, self.scope or "")
         self._client: Any = None
 
+    def target(self) -> str:
+        """Where requests go: base URL, project and environment (part of request_sha256)."""
+        return f"{self.base_url} {self.project_id} {self.environment}"
+
     def _credentials(self, config: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
         """Pick the credentials; the problem naming what to set, or None.
 
