@@ -228,6 +228,31 @@ class Runner:
         result.duration_ms = _now_ms(start)
         return result
 
+    def replay_step(self, step: Step, request: Any) -> StepResult:
+        """Send a recorded request again, as it was, under the step's timeout and retries."""
+        result = StepResult(step, Status.RUNNING, started_at=now_rfc3339(), request=request)
+        start = time.monotonic()
+        provider = self.providers[step.provider]
+        result.request_sha256 = request_sha256(request, self.targets.get(step.provider, ""))
+        try:
+            replay = getattr(provider, "replay", None)
+            if replay is None:
+                raise _StepFailed(StepError(
+                    "configuration", f"provider type {step.provider_type!r} cannot replay requests"))
+            answer = self._attempts(step, lambda timeout: replay(step.style, request, timeout), result)
+            result.output, result.run_id = answer.output, answer.run_id
+            result.exports, result.logs, result.extra = answer.exports, answer.logs, answer.extra
+            result.status = Status.SUCCEEDED
+        except _StepFailed as exc:
+            result.status, result.error = Status.FAILED, exc.error
+        except KeyboardInterrupt:
+            result.status = Status.INTERRUPTED
+            result.error = StepError("interrupted", "interrupted while the step was in flight")
+        result.finished_at = now_rfc3339()
+        result.duration_ms = _now_ms(start)
+        self.observer.step_finished(result)
+        return result
+
     def _check_asserts(self, step: Step, result: StepResult) -> None:
         if not step.asserts:
             return
@@ -261,15 +286,16 @@ class Runner:
                                   recorded["logs"], None, recorded.get("extra") or {})
             result.reused_from = recorded.get("reused_from") or self.previous["run"]["id"]
         else:
-            answer = self._attempts(step, provider, call, result)
+            answer = self._attempts(step, lambda timeout: provider.send(call, timeout), result)
         result.output = answer.output
         result.run_id = answer.run_id
         result.exports = answer.exports
         result.logs = answer.logs
         result.extra = answer.extra
 
-    def _attempts(self, step: Step, provider: Provider, call: ActionCall,
+    def _attempts(self, step: Step, send: Callable[[float | None], ActionResult],
                   result: StepResult) -> ActionResult:
+        """Call ``send`` under the step's timeout and retry policy, recording each attempt."""
         policy = step.retry
         first = time.monotonic()
         number = 0
@@ -278,7 +304,7 @@ class Runner:
             started_at = now_rfc3339()
             t0 = time.monotonic()
             try:
-                answer = provider.send(call, step.timeout)
+                answer = send(step.timeout)
             except ProviderError as exc:
                 result.attempts.append(
                     Attempt(number, started_at, _now_ms(t0), exc.http_status, f"{exc.type}: {exc.message}")

@@ -2,58 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from engine.errors import InternalError, ManifestError
-from engine.manifest import ManifestWriter, header, new_run_id, now_rfc3339, read_manifest, step_record
-from engine.model import Status, Step, StepResult
+from engine.manifest import header, new_run_id, now_rfc3339, read_manifest
+from engine.model import Status
 from engine.preflight import preflight
-from engine.providers.base import Redactor
-from engine.report import ConsoleReporter
+from engine.recording import Recording
 from engine.runner import Runner
 from engine.templating import Templates
 from engine.validation import load_runbook
 from engine.vars import resolve_vars
 
-__all__ = ["run", "EXIT_CODES"]
+__all__ = ["run", "EXIT_CODES", "default_manifest_path", "interrupt_on_sigterm"]
 
 EXIT_CODES = {Status.SUCCEEDED: 0, Status.FAILED: 1, Status.INTERRUPTED: 130}
-
-
-class _ManifestRecorder:
-    """Appends each finished step to the manifest file as it finishes."""
-
-    def __init__(self, writer: ManifestWriter, redactor: Redactor) -> None:
-        self.writer = writer
-        self.redactor = redactor
-        self.records: list[dict[str, Any]] = []
-
-    def step_started(self, step: Step) -> None:
-        pass
-
-    def step_finished(self, result: StepResult) -> None:
-        record = step_record(result, self.redactor)
-        self.records.append(record)
-        self.writer.append(record)
-
-
-class _Fanout:
-    def __init__(self, *observers: Any) -> None:
-        self.observers = observers
-
-    def step_started(self, step: Step) -> None:
-        for o in self.observers:
-            o.step_started(step)
-
-    def step_finished(self, result: StepResult) -> None:
-        for o in self.observers:
-            o.step_finished(result)
 
 
 def _previous_run(path: str, name: str) -> dict[str, Any]:
@@ -68,8 +37,23 @@ def _previous_run(path: str, name: str) -> dict[str, Any]:
     return previous
 
 
+def default_manifest_path(run_id: str) -> str:
+    """``.runbook/runs/<run id>.json`` under the current directory."""
+    return os.path.join(".runbook", "runs", f"{run_id}.json")
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a CI runner cancelling a job) interrupts the run like Ctrl-C."""
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def run(
@@ -81,6 +65,8 @@ def run(
     emulate: bool = False,
     json_output: bool = False,
     resume: str | None = None,
+    junit_path: str | None = None,
+    summary_path: str | None = None,
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
 ) -> int:
@@ -91,7 +77,6 @@ def run(
     previous = _previous_run(resume, runbook.name) if resume else None
     run_id = new_run_id()
     started_at = now_rfc3339()
-    t0 = time.monotonic()
     run_info: dict[str, Any] = {"id": run_id, "started_at": started_at, "dry_run": False}
     lines = stderr if json_output else stdout
 
@@ -107,46 +92,35 @@ def run(
         )
         for notice in prepared.notices:
             stderr.write(notice + "\n")
-        path = manifest_path or os.path.join(".runbook", "runs", f"{run_id}.json")
+        path = manifest_path or default_manifest_path(run_id)
         manifest = header(run_id, started_at, file, runbook.name, runbook.sha256, variables,
                           emulated=emulate,
                           resumed_from=previous["run"]["id"] if previous else None)
-        writer = ManifestWriter(path, manifest)
-        recorder = _ManifestRecorder(writer, prepared.redactor)
+        recording = Recording(path, manifest, prepared.redactor, lines, runbook)
         runner = Runner(
             runbook, templates, vars=variables, environ=prepared.environ, run_info=run_info,
             providers=prepared.providers, redactor=prepared.redactor,
-            targets=prepared.targets, previous=previous,
-            observer=_Fanout(ConsoleReporter(lines, prepared.redactor, runbook), recorder),
+            targets=prepared.targets, previous=previous, observer=recording,
         )
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
-            outcome = runner.run()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            for provider in prepared.providers.values():
-                provider.close()
+        with interrupt_on_sigterm():
+            try:
+                outcome = runner.run()
+            finally:
+                for provider in prepared.providers.values():
+                    provider.close()
     finally:
         if emulator is not None:
             emulator.stop()
 
-    manifest["run"].update(
-        status=outcome.status.value,
-        finished_at=now_rfc3339(),
-        duration_ms=int((time.monotonic() - t0) * 1000),
-    )
-    if outcome.error:
-        manifest["run"]["error"] = prepared.redactor.text(outcome.error)
-    manifest["steps"] = recorder.records
-    manifest["outputs"] = prepared.redactor.scrub(outcome.outputs)
-    writer.finish(manifest)
     if outcome.error:
         stderr.write(f"error: {prepared.redactor.text(outcome.error)}\n")
-    counts: dict[str, int] = {}
-    for record in recorder.records:
-        counts[record["status"]] = counts.get(record["status"], 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-    lines.write(f"{outcome.status.value}: {summary}\nmanifest: {path}\n")
+    manifest = recording.finish(outcome.status, outcome.outputs, outcome.error)
+    if junit_path or summary_path:
+        from engine.reports import write_reports
+
+        for problem in write_reports(manifest, junit_path=junit_path, summary_path=summary_path,
+                                     manifest_path=path):
+            stderr.write(f"runbook: {problem}\n")
     if json_output:
         stdout.write(json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n")
     if outcome.internal_error is not None:

@@ -168,4 +168,5 @@ class Provider(Protocol):
         """Release connections."""
 
     # Optional: ``target() -> str`` names where requests go (base URL, project,
-    # environment); it is part of each step's request_sha256.
+    # environment); it is part of each step's request_sha256. ``replay(style,
+    # request, timeout)`` sends a request as recorded in a manifest.

@@ -63,9 +63,15 @@ class HttpProvider:
         return request
 
     def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
+        return self._send(self.request_body(call), call.options.get("expect_status"), timeout)
+
+    def replay(self, style: str, request: dict[str, Any], timeout: float | None) -> ActionResult:
+        """Send a request recorded in a manifest (any 2xx succeeds)."""
+        return self._send(request, None, timeout)
+
+    def _send(self, spec: dict[str, Any], expected: Any, timeout: float | None) -> ActionResult:
         if self._client is None:
             self._client = _http.make_client(self.base_url or "http://localhost", self.headers)
-        spec = self.request_body(call)
         query = {k: _query_value(v) for k, v in (spec.get("query") or {}).items()}
         request = self._client.build_request(
             spec["method"],
@@ -78,7 +84,6 @@ class HttpProvider:
         body, _ = _http.parse_body(response)
         status = response.status_code
         exports = {"status": status, "headers": dict(response.headers)}
-        expected = call.options.get("expect_status")
         ok = status in expected if expected else 200 <= status < 300
         if not ok:
             raise ProviderError(

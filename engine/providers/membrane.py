@@ -115,10 +115,34 @@ class MembraneProvider:
         return body
 
     def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
+        return self._act(self.request_body(call), timeout)
+
+    def replay(self, style: str, request: dict[str, Any], timeout: float | None) -> ActionResult:
+        """Send an ``/act`` body recorded in a manifest, or a run log's ``action``, as it was."""
+        return self._act(request, timeout)
+
+    def run_log_action(self, run_id: str, timeout: float | None) -> dict[str, Any]:
+        """The ``/act`` body that ran, from ``GET /action-run-logs/{id}`` (its ``action`` field)."""
         if self._client is None:
             self._client = _http.make_client(self.base_url)
         request = self._client.build_request(
-            "POST", "/act", json=self.request_body(call),
+            "GET", f"/action-run-logs/{run_id}", headers={"Authorization": f"Bearer {self._bearer()}"}
+        )
+        response = _http.send(self._client, request, timeout)
+        body, _ = _http.parse_body(response)
+        if response.status_code != 200:
+            raise ProviderError(_http.classify(response.status_code),
+                                f"run log {run_id}: {_http.error_message(body, response.status_code)}",
+                                http_status=response.status_code)
+        if not isinstance(body, dict) or not isinstance(body.get("action"), dict):
+            raise ProviderError("malformed_response", f"run log {run_id} has no action to replay")
+        return body["action"]
+
+    def _act(self, body: dict[str, Any], timeout: float | None) -> ActionResult:
+        if self._client is None:
+            self._client = _http.make_client(self.base_url)
+        request = self._client.build_request(
+            "POST", "/act", json=body,
             headers={"Authorization": f"Bearer {self._bearer()}"},
         )
         response = _http.send(self._client, request, timeout)

@@ -283,11 +283,10 @@ class PipedreamProvider:
             "configuration", f"pipedream does not support dispatch {call.style!r} (only id and api)"
         )
 
-    def _build(self, call: ActionCall, token: str) -> Any:
-        spec = self.request_body(call)
+    def _build(self, style: str, spec: dict[str, Any], token: str) -> Any:
         headers = {"Authorization": f"Bearer {token}", "x-pd-environment": str(self.environment)}
         base = f"/v1/connect/{self.project_id}"
-        if call.style == "id":
+        if style == "id":
             return self._client.build_request("POST", f"{base}/actions/run", json=spec, headers=headers)
         for name, value in (spec.get("headers") or {}).items():
             headers[f"x-pd-proxy-{name}"] = value
@@ -305,15 +304,23 @@ class PipedreamProvider:
         )
 
     def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
+        return self._send(call, self.request_body(call), timeout)
+
+    def replay(self, style: str, request: dict[str, Any], timeout: float | None) -> ActionResult:
+        """Send a request recorded in a manifest (an actions/run body, or a proxied request)."""
+        target = request.get("id") if style == "id" else request.get("url")
+        return self._send(ActionCall(style, target, None, {}), request, timeout)
+
+    def _send(self, call: ActionCall, spec: dict[str, Any], timeout: float | None) -> ActionResult:
         if self._client is None:
             self._client = _http.make_client(self.base_url)
         token = self._bearer(timeout)
-        response = _http.send(self._client, self._build(call, token), timeout)
+        response = _http.send(self._client, self._build(call.style, spec, token), timeout)
         if response.status_code == 401 and self._cache_key:
             # A 401 means nothing ran: drop the token, get a new one, send once more.
             TOKEN_CACHE.drop(self._cache_key, token)
             token = self._bearer(timeout)
-            response = _http.send(self._client, self._build(call, token), timeout)
+            response = _http.send(self._client, self._build(call.style, spec, token), timeout)
         if call.style == "id":
             return self._action_result(call, response)
         return self._proxy_result(call, response)
