@@ -58,10 +58,10 @@ def base_env(**extra: str) -> dict[str, str]:
 
 def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
             timeout: float = 60, manifest: bool = True) -> CliResult:
-    """Run ``python -m engine ARGS`` in ``cwd``; a ``run`` writes cwd/manifest.json."""
+    """Run ``python -m engine ARGS`` in ``cwd``; ``run`` and ``replay`` write cwd/manifest.json."""
     manifest_path = cwd / "manifest.json"
     argv = list(args)
-    if manifest and argv and argv[0] == "run" and "--manifest" not in argv:
+    if manifest and argv and argv[0] in ("run", "replay") and "--manifest" not in argv:
         argv += ["--manifest", str(manifest_path)]
     proc = subprocess.run(
         [sys.executable, "-m", "engine", *argv],

@@ -1,0 +1,129 @@
+"""``runbook replay``: send the requests a manifest recorded again, as they were."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from engine.errors import ManifestError, RunbookError
+from engine.manifest import header, new_run_id, now_rfc3339, read_manifest
+from engine.model import Status
+from engine.preflight import preflight
+from engine.providers.base import ProviderError
+from engine.recording import Recording
+from engine.runner import Runner
+from engine.templating import REDACTED, Templates
+from engine.validation import load_runbook
+
+__all__ = ["replay"]
+
+_EXIT = {Status.SUCCEEDED: 0, Status.FAILED: 1, Status.INTERRUPTED: 130}
+
+
+def _redacted(value: Any) -> bool:
+    if isinstance(value, str):
+        return REDACTED in value
+    if isinstance(value, dict):
+        return any(_redacted(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_redacted(v) for v in value)
+    return False
+
+
+def replay(
+    manifest_path: str,
+    *,
+    step_ids: Sequence[str] = (),
+    from_run_log: str | None = None,
+    out_path: str | None = None,
+    emulate: bool = False,
+    json_output: bool = False,
+    stdout: TextIO = sys.stdout,
+    stderr: TextIO = sys.stderr,
+) -> int:
+    """Re-send recorded requests (all, or ``step_ids``) and write a new manifest."""
+    from engine.commands.run import default_manifest_path, interrupt_on_sigterm
+
+    previous = read_manifest(manifest_path)
+    runbook_path = previous["runbook"]["path"]
+    if not os.path.isfile(runbook_path):
+        raise ManifestError(f"{manifest_path}: replay builds its providers from the runbook "
+                            f"{runbook_path}, which is not there")
+    templates = Templates()
+    runbook, _ = load_runbook(runbook_path, templates)
+    records = {r["id"]: r for r in previous["steps"]}
+    for sid in step_ids:
+        if sid not in records:
+            raise RunbookError(f"replay: {manifest_path} records no step {sid!r}")
+    chosen = [records[sid] for sid in step_ids] if step_ids else [
+        r for r in previous["steps"] if r["request"] is not None]
+    if from_run_log and (len(chosen) != 1 or chosen[0]["provider_type"] != "membrane"):
+        raise RunbookError("replay --from-run-log takes exactly one --step, of a membrane provider")
+    steps = {s.id: s for s in runbook.steps + runbook.finally_steps}
+    problems = []
+    for record in chosen:
+        if record["id"] not in steps:
+            problems.append(f"step {record['id']!r} is no longer in {runbook_path}")
+        elif record["request"] is None and not from_run_log:
+            problems.append(f"step {record['id']!r} sent nothing (it was {record['status']})")
+        elif _redacted(record["request"]) and not from_run_log:
+            problems.append(f"step {record['id']!r}: its recorded request holds redacted secrets "
+                            "(***), which replay cannot re-send; run the runbook again instead")
+    if problems:
+        raise RunbookError("replay: " + "; ".join(problems))
+    if not chosen:
+        raise RunbookError(f"replay: {manifest_path} records no request to send")
+
+    selected = tuple(steps[r["id"]] for r in chosen)
+    trimmed = dataclasses.replace(runbook, steps=selected, finally_steps=(), outputs={})
+    run_id = new_run_id()
+    started_at = now_rfc3339()
+    run_info: dict[str, Any] = {"id": run_id, "started_at": started_at, "dry_run": False}
+    lines = stderr if json_output else stdout
+    emulator = None
+    if emulate:
+        from engine import emulator as emulator_mod
+
+        emulator = emulator_mod.start("127.0.0.1", 0)
+    try:
+        prepared = preflight(trimmed, templates, vars=previous["vars"], environ=os.environ,
+                             run_info=run_info, emulator_url=emulator.url if emulator else None)
+        manifest = header(run_id, started_at, runbook_path, runbook.name, runbook.sha256,
+                          previous["vars"], emulated=emulate)
+        manifest["run"]["replay_of"] = previous["run"]["id"]
+        recording = Recording(out_path or default_manifest_path(run_id), manifest,
+                              prepared.redactor, lines, trimmed)
+        runner = Runner(trimmed, templates, vars=previous["vars"], environ=prepared.environ,
+                        run_info=run_info, providers=prepared.providers,
+                        redactor=prepared.redactor, targets=prepared.targets, observer=recording)
+        status = Status.SUCCEEDED
+        with interrupt_on_sigterm():
+            try:
+                for step, record in zip(selected, chosen, strict=True):
+                    request = record["request"]
+                    if from_run_log:
+                        provider: Any = prepared.providers[step.provider]
+                        try:
+                            request = provider.run_log_action(from_run_log, step.timeout)
+                        except ProviderError as exc:
+                            raise RunbookError(f"replay --from-run-log: {exc.message}") from None
+                    result = runner.replay_step(step, request)
+                    if result.status is Status.INTERRUPTED:
+                        status = Status.INTERRUPTED
+                        break
+                    if result.status is Status.FAILED:
+                        status = Status.FAILED
+            finally:
+                for p in prepared.providers.values():
+                    p.close()
+    finally:
+        if emulator is not None:
+            emulator.stop()
+    final = recording.finish(status, {}, None)
+    if json_output:
+        stdout.write(json.dumps(final, ensure_ascii=False, indent=2, default=str) + "\n")
+    return _EXIT[status]
