@@ -20,10 +20,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+if TYPE_CHECKING:  # jinja2 is imported when a template needs it, not to validate lookups
+    from jinja2 import nodes
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
     "FILTERS",
@@ -97,6 +98,8 @@ _Path = tuple  # (context name, ((is_attribute, key), ...))
 
 def _simple_path(node: nodes.Node) -> _Path | None:
     """``steps.a.output['id']`` as a path, or None for anything that needs Jinja."""
+    from jinja2 import nodes
+
     ops: list[tuple[bool, Any]] = []
     while True:
         if isinstance(node, nodes.Getattr):
@@ -114,6 +117,8 @@ def _simple_path(node: nodes.Node) -> _Path | None:
 
 def _fast_parts(tree: nodes.Template) -> tuple[Any, ...] | None:
     """Literal text and simple paths, when that is all a template is; else None."""
+    from jinja2 import nodes
+
     if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
         return None
     parts: list[Any] = []
@@ -184,6 +189,8 @@ def _refs(paths: list[_Path], root: str) -> tuple[tuple[str, ...], bool]:
 def _tree_paths(tree: nodes.Template) -> tuple[list[_Path], set[str], bool]:
     """Lookups on a name by a constant key, names used otherwise (as ``(name, ())``),
     the names loaded, and whether the template assigns any name."""
+    from jinja2 import nodes
+
     paths: list[_Path] = []
     uses: dict[str, int] = {}
     stores = False
@@ -235,6 +242,8 @@ class _Compiled:
 
     @staticmethod
     def _lookup(env: ImmutableSandboxedEnvironment, context: Mapping[str, Any], path: _Path) -> Any:
+        from jinja2 import Undefined, UndefinedError
+
         name, ops = path
         if name not in context:
             raise UndefinedError(f"{name!r} is undefined")
@@ -253,6 +262,8 @@ class _Compiled:
             return "".join(
                 p if isinstance(p, str) else str(self._lookup(env, context, p)) for p in parts
             )
+        from jinja2 import Undefined
+
         if self._expression is not None:
             if isinstance(self._expression, str):
                 self._expression = env.compile_expression(
@@ -267,29 +278,44 @@ class _Compiled:
         return self._template.render(context)
 
 
-class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, with ``a.b`` on a mapping reading the key ``b`` first.
+def _make_environment() -> ImmutableSandboxedEnvironment:
+    """The one sandbox, with ``a.b`` on a mapping reading the key ``b`` first.
 
     Jinja looks up attributes before items, so ``vars.items`` or
     ``steps.x.output.keys`` would be dict methods; runbooks address JSON data,
     where the key is what anyone means.
     """
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, dict) and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
+    class Environment(ImmutableSandboxedEnvironment):
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            if isinstance(obj, dict) and attribute in obj:
+                return obj[attribute]
+            return super().getattr(obj, attribute)
+
+    env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.filters.update(FILTERS)
+    return env
 
 
 class Templates:
-    """Compiles, analyses and renders template strings; each source at most once."""
+    """Compiles, analyses and renders template strings; each source at most once.
+
+    Jinja itself is imported only when a template needs it: validating a
+    runbook whose templates are all plain lookups never loads it.
+    """
 
     def __init__(self) -> None:
-        self.env = _Environment(
-            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
-        self.env.filters.update(FILTERS)
+        self._env: ImmutableSandboxedEnvironment | None = None
         self._cache: dict[str, _Compiled] = {}
+
+    @property
+    def env(self) -> ImmutableSandboxedEnvironment:
+        """The sandboxed Jinja environment (made on first use)."""
+        if self._env is None:
+            self._env = _make_environment()
+        return self._env
 
     def compile(self, source: str) -> _Compiled:
         """Parse ``source`` (raising :class:`TemplateError`) and cache it."""
@@ -304,6 +330,8 @@ class Templates:
             compiled = _Compiled(source, analysis, source[2:-2] if lone else None, parts)
             self._cache[source] = compiled
             return compiled
+        from jinja2 import TemplateSyntaxError, meta, nodes
+
         try:
             tree = self.env.parse(source)
         except TemplateSyntaxError as exc:
