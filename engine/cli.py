@@ -40,27 +40,49 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--json", "json_output", is_flag=True, help="Print the manifest to stdout.")
 @click.option("--resume", type=click.Path(dir_okay=False), metavar="MANIFEST",
               help="Reuse the steps MANIFEST records as succeeded with the same request; run the rest.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Also write a JUnit XML report (one testcase per step) to PATH.")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Append a Markdown summary to PATH (e.g. \"$GITHUB_STEP_SUMMARY\").")
 def run(file: str, var_pairs: tuple[str, ...], vars_file: str | None,
-        manifest_path: str | None, emulate: bool, json_output: bool, resume: str | None) -> int:
+        manifest_path: str | None, emulate: bool, json_output: bool, resume: str | None,
+        junit_path: str | None, summary_path: str | None) -> int:
     """Validate FILE, then run its steps in order and write a results manifest."""
     from engine.commands.run import run as run_command
+    from engine.reports import reporting_errors
 
-    return run_command(file, var_pairs=var_pairs, vars_file=vars_file,
-                       manifest_path=manifest_path, emulate=emulate, json_output=json_output,
-                       resume=resume)
+    with reporting_errors(file, junit_path, summary_path):  # exit 2 still leaves the reports
+        return run_command(file, var_pairs=var_pairs, vars_file=vars_file,
+                           manifest_path=manifest_path, emulate=emulate, json_output=json_output,
+                           resume=resume, junit_path=junit_path, summary_path=summary_path)
 
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help=_VAR_HELP)
+@click.option("--vars-file", type=click.Path(dir_okay=False),
+              help="A YAML mapping of the variables a run will be given.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
               show_default=True, help="How to print problems.")
-def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], fmt: str) -> int:
+def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], vars_file: str | None, fmt: str) -> int:
     """Check FILES (files, globs or directories) without sending anything."""
     from engine.commands.validate import validate as validate_command
 
-    return validate_command(files, var_pairs=var_pairs, fmt=fmt,
+    return validate_command(files, var_pairs=var_pairs, vars_file=vars_file, fmt=fmt,
                             stdout=sys.stdout, stderr=sys.stderr)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help=_VAR_HELP)
+@click.option("--vars-file", type=click.Path(dir_okay=False), help="A YAML mapping of variables.")
+@click.option("--json", "json_output", is_flag=True, help="Print the plan as JSON.")
+def plan(file: str, var_pairs: tuple[str, ...], vars_file: str | None, json_output: bool) -> int:
+    """Show what `run` would send for each step of FILE, without sending anything."""
+    from engine.commands.plan import plan as plan_command
+
+    return plan_command(file, var_pairs=var_pairs, vars_file=vars_file, json_output=json_output,
+                        stdout=sys.stdout, stderr=sys.stderr)
 
 
 @cli.command()
@@ -93,6 +115,25 @@ def emulate(host: str, port: int) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--step", "step_ids", multiple=True, metavar="ID",
+              help="Replay only this step (repeatable); default: every step that sent a request.")
+@click.option("--from-run-log", metavar="RUN_ID",
+              help="For one Membrane --step: send the /act body of this action run log instead.")
+@click.option("--manifest", "out_path", type=click.Path(dir_okay=False),
+              help="Where to write the new manifest (default .runbook/runs/<run id>.json).")
+@click.option("--emulate", is_flag=True, help="Send to the built-in emulator instead.")
+@click.option("--json", "json_output", is_flag=True, help="Print the new manifest to stdout.")
+def replay(manifest: str, step_ids: tuple[str, ...], from_run_log: str | None,
+           out_path: str | None, emulate: bool, json_output: bool) -> int:
+    """Send the requests MANIFEST recorded again, as they were, and write a new manifest."""
+    from engine.commands.replay import replay as replay_command
+
+    return replay_command(manifest, step_ids=step_ids, from_run_log=from_run_log,
+                          out_path=out_path, emulate=emulate, json_output=json_output)
 
 
 def _report_internal(exc: BaseException, debug: bool) -> None:

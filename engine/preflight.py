@@ -113,15 +113,15 @@ def preflight(
             problems.append(source.problem(position, str(exc)))
             continue
         problem = _check_config(spec.type, config)
-        if problem:
-            problems.append(source.problem(position, f"providers.{name}: {problem}"))
+        if problem:  # jsonschema quotes the value, which may be a secret
+            problems.append(source.problem(position, redactor.text(f"providers.{name}: {problem}")))
             continue
         if emulator_url is not None and hasattr(cls, "emulated_config"):
             config = cls.emulated_config(config, emulator_url)
         try:
             providers[name] = cls(name, config, env=env, redactor=redactor)
         except ProviderError as exc:
-            problems.append(source.problem(position, exc.message))
+            problems.append(source.problem(position, redactor.text(exc.message)))
     if problems:
         for provider in providers.values():
             provider.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -21,7 +22,16 @@ from engine.providers.registry import BUILTIN, TypeInfo, known_types, type_info
 from engine.schemas import validator
 from engine.templating import CONTEXT_NAMES, TemplateError, Templates, is_template, iter_templates
 
-__all__ = ["validate_document", "build_runbook", "load_runbook", "schema_problems", "suggest"]
+__all__ = [
+    "validate_document",
+    "lint_document",
+    "build_runbook",
+    "load_runbook",
+    "load_checked",
+    "check_file",
+    "schema_problems",
+    "suggest",
+]
 
 _JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
 _JSON_NAMES = {
@@ -33,6 +43,16 @@ _JSON_NAMES = {
     "boolean": "true or false",
     "null": "null",
 }
+
+
+#: Plain scalars that YAML 1.1 (PyYAML's default, older tools) reads as booleans; in
+#: YAML 1.2, which runbook follows, they are strings.
+YAML11_BOOLEANS = frozenset({"yes", "no", "on", "off", "y", "n"})
+_YAML12_BOOLEANS = "in YAML 1.2, which runbook reads, only true and false are booleans"
+
+
+def _bool_fix(word: str) -> str:
+    return "true" if word.lower() in ("yes", "on", "y") else "false"
 
 
 def suggest(word: str, candidates: Iterable[str]) -> str:
@@ -130,6 +150,10 @@ def _convert(err: Any, path: Path, source: SourceMap, data: Any) -> Iterator[Pro
         text = source.scalar_text.get(path)
         if "string" in names and text is not None:
             msg += f"; quote it to keep it as text: \"{text}\""
+            if isinstance(inst, (bool, int, float)):
+                msg += f" (YAML reads an unquoted {text} as {_kind(inst)})"
+        elif "boolean" in names and isinstance(inst, str) and inst.lower() in YAML11_BOOLEANS:
+            msg += f" ({inst!r}): {_YAML12_BOOLEANS}; write {_bool_fix(inst)}"
         yield source.problem(path, msg)
         return
     if kind in ("minProperties", "maxProperties") and path[-1:] == ("dispatch",):
@@ -147,7 +171,10 @@ def _convert(err: Any, path: Path, source: SourceMap, data: Any) -> Iterator[Pro
         )
         return
     if kind == "const":
-        yield source.problem(path, f"{where}: must be {err.validator_value!r}, got {inst!r}")
+        msg = f"{where}: must be {err.validator_value!r}, got {inst!r}"
+        if path == ("version",) and isinstance(inst, str) and inst.strip() in ("1", "1.0"):
+            msg += "; write version: 1, without quotes"
+        yield source.problem(path, msg)
         return
     if kind == "pattern":
         if path[-1:] == ("id",) and len(path) == 3:
@@ -187,7 +214,8 @@ class _Checker:
         data = self.data
         if "version" in data and data["version"] == 1 and type(data["version"]) is not int:
             text = self.source.scalar_text.get(("version",), str(data["version"]))
-            self.error(("version",), f"must be the integer 1, not {text}")
+            self.error(("version",), f"must be the integer 1, not {text} (YAML reads {text} as a "
+                                     "decimal number): write version: 1")
         self.check_providers()
         main = [s for s in data.get("steps") or [] if isinstance(s, dict)]
         fin = [s for s in data.get("finally") or [] if isinstance(s, dict)]
@@ -295,7 +323,10 @@ class _Checker:
             if key in step:
                 self.check_templates(step[key], path + (key,), earlier, all_ids)
         when = step.get("when")
-        if isinstance(when, str):
+        if isinstance(when, str) and when.strip().lower() in YAML11_BOOLEANS:
+            self.error(path + ("when",), f"{when!r} is a string, not a boolean ({_YAML12_BOOLEANS}): "
+                       f"write when: {_bool_fix(when.strip())}")
+        elif isinstance(when, str):
             self.check_templates(self.templates.condition(when), path + ("when",), earlier, all_ids)
         for i, expr in enumerate(step.get("assert") or []):
             if isinstance(expr, str):
@@ -389,6 +420,242 @@ def validate_document(doc: Document, templates: Templates) -> list[Problem]:
     problems.extend(_Checker(doc, templates).run())
     unique = {(p.line, p.col, p.message): p for p in problems}
     return sorted(unique.values())
+
+
+# --- Warnings: things that are valid but probably not what the author meant -----------
+
+_LEADING_ZERO = re.compile(r"^[-+]?0[0-9_]")
+_TRAILING_ZERO = re.compile(r"\.[0-9]*[0-9]0$")
+
+
+def _lossy_number(text: str, value: Any) -> bool:
+    """Whether YAML turned ``text`` into a number that does not write back as ``text``.
+
+    ``0123`` (123), ``0x1F`` and ``1.10`` (1.1) lose what the author wrote; ``1.0``,
+    ``42`` and ``-3`` do not.
+    """
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return bool(_LEADING_ZERO.match(text)) or text.lower().lstrip("+-")[:2] in ("0x", "0o")
+    if isinstance(value, float):
+        return bool(_TRAILING_ZERO.search(text))
+    return False
+
+
+class _Linter:
+    """Warnings: ``vars`` no one sets, and YAML 1.1 habits that YAML 1.2 reads otherwise."""
+
+    def __init__(self, doc: Document, templates: Templates, provided_vars: Iterable[str]) -> None:
+        self.doc = doc
+        self.data: dict[str, Any] = doc.data
+        self.source = doc.source
+        self.templates = templates
+        self.provided = set(provided_vars)
+        self.problems: list[Problem] = []
+        self._lines: list[str] | None = None
+
+    def warn(self, path: Path, message: str) -> None:
+        self.problems.append(
+            self.source.problem(path, f"{label(self.data, path)}: {message}", severity="warning")
+        )
+
+    def run(self) -> list[Problem]:
+        self.check_vars()
+        self.check_scalars()
+        return self.problems
+
+    # vars.X that nothing sets
+
+    def templates_of(self) -> Iterator[tuple[Path, str]]:
+        data = self.data
+        if isinstance(data.get("providers"), dict):
+            yield from iter_templates(data["providers"], ("providers",))
+        for section in ("steps", "finally"):
+            for i, step in enumerate(data.get(section) or []):
+                if not isinstance(step, dict):
+                    continue
+                base = (section, i)
+                for key in ("dispatch", "input", "with"):
+                    if key in step:
+                        yield from iter_templates(step[key], base + (key,))
+                when = step.get("when")
+                if isinstance(when, str) and when.strip().lower() not in YAML11_BOOLEANS:
+                    yield base + ("when",), self.templates.condition(when)
+                for j, expr in enumerate(step.get("assert") or []):
+                    if isinstance(expr, str):
+                        yield base + ("assert", j), self.templates.condition(expr)
+        if isinstance(data.get("outputs"), dict):
+            yield from iter_templates(data["outputs"], ("outputs",))
+
+    def check_vars(self) -> None:
+        defaults = self.data.get("vars")
+        known = set(defaults) if isinstance(defaults, dict) else set()
+        known |= self.provided
+        found: list[tuple[Path, str, str]] = []
+        sources: list[str] = []
+        for path, src in self.templates_of():
+            try:
+                analysis = self.templates.compile(src).analysis
+            except TemplateError:
+                continue  # reported as an error by the semantic pass
+            if "vars" not in analysis.names:
+                continue
+            sources.append(src)
+            found.extend((path, name, src) for name in analysis.vars if name not in known)
+        if not found:
+            return
+        optional = self.optional_vars(sources)
+        for path, name, _ in found:
+            if name in optional:
+                continue
+            self.warn(
+                path,
+                f"vars.{name} is not set by vars:, --vars-file or --var{suggest(name, sorted(known))}: "
+                f"a run fails here unless it is given --var {name}=VALUE (or add a default under vars:)",
+            )
+
+    def optional_vars(self, sources: list[str]) -> set[str]:
+        """Variables a template tests with ``is defined``, ``in vars`` or gives a ``default``."""
+        from jinja2 import nodes  # only for templates that test or default a variable
+
+        optional: set[str] = set()
+        for src in sources:
+            if not any(w in src for w in ("defined", "default", "d(", " in ")):
+                continue
+            try:
+                tree = self.templates.env.parse(src)
+            except Exception:  # a syntax error is reported by the semantic pass
+                continue
+            for test in tree.find_all(nodes.Test):
+                if test.name in ("defined", "undefined"):
+                    optional.update(_var_name(test.node))
+            for flt in tree.find_all(nodes.Filter):
+                if flt.name in ("default", "d"):
+                    optional.update(_var_name(flt.node))
+            for cmp in tree.find_all(nodes.Compare):
+                if (isinstance(cmp.expr, nodes.Const) and isinstance(cmp.expr.value, str)
+                        and any(op.op in ("in", "notin") and isinstance(op.expr, nodes.Name)
+                                and op.expr.name == "vars" for op in cmp.ops)):
+                    optional.add(cmp.expr.value)
+        return optional
+
+    # YAML 1.1 habits
+
+    def plain(self, path: Path) -> bool:
+        """Whether the scalar at ``path`` was written without quotes."""
+        pos = self.source.values.get(path)
+        if pos is None:
+            return False
+        if self._lines is None:
+            self._lines = self.doc.text.splitlines()
+        line, col = pos
+        if line > len(self._lines):
+            return False
+        return self._lines[line - 1][col - 1:col] not in ("'", '"')
+
+    def check_scalars(self) -> None:
+        data = self.data
+        if isinstance(data.get("vars"), dict):
+            self.scan(data["vars"], ("vars",))
+        if isinstance(data.get("outputs"), dict):
+            self.scan(data["outputs"], ("outputs",))
+        for section in ("steps", "finally"):
+            for i, step in enumerate(data.get(section) or []):
+                if not isinstance(step, dict):
+                    continue
+                base = (section, i)
+                if "input" in step:
+                    self.scan(step["input"], base + ("input",))
+                dispatch = step.get("dispatch")
+                api = dispatch.get("api") if isinstance(dispatch, dict) else None
+                if isinstance(api, dict):
+                    if "body" in api:
+                        self.scan(api["body"], base + ("dispatch", "api", "body"))
+                    if isinstance(api.get("query"), dict):
+                        self.scan(api["query"], base + ("dispatch", "api", "query"), booleans=False)
+                options = step.get("with")
+                if isinstance(options, dict):
+                    self.scan_options(step, options, base + ("with",))
+
+    def scan_options(self, step: dict[str, Any], options: dict[str, Any], base: Path) -> None:
+        """``with:`` values the provider's options schema leaves open (``meta``, plugins')."""
+        info = None
+        name = step.get("provider")
+        providers = self.data.get("providers")
+        if isinstance(providers, dict) and isinstance(providers.get(name), dict):
+            ptype = providers[name].get("type")
+            info = type_info(ptype) if isinstance(ptype, str) else None
+        elif isinstance(name, str):
+            info = type_info(name)
+        props = info.options_schema.get("properties", {}) if info is not None else {}
+        for key, value in options.items():
+            kind = props.get(key, {}).get("type") if isinstance(props.get(key), dict) else None
+            if kind in (None, "object", "array"):
+                self.scan(value, base + (key,))
+
+    def scan(self, value: Any, path: Path, *, booleans: bool = True) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self.scan(v, path + (k,), booleans=booleans)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                self.scan(v, path + (i,), booleans=booleans)
+        elif isinstance(value, str):
+            if booleans and value.lower() in YAML11_BOOLEANS and self.plain(path):
+                self.warn(path, f"{value} is the string {value!r} here, not a boolean "
+                                f"({_YAML12_BOOLEANS}): write {_bool_fix(value)} for a boolean, "
+                                f"or quote it (\"{value}\") to keep the text")
+        elif isinstance(value, (int, float)):
+            text = self.source.scalar_text.get(path)
+            if text is not None and _lossy_number(text, value):
+                self.warn(path, f"YAML reads {text} as the number {value!r}; quote it (\"{text}\") "
+                                "to keep it as written")
+
+
+def _var_name(node: Any) -> set[str]:
+    """``{"x"}`` for ``vars.x`` or ``vars['x']`` (a jinja2 node), else nothing."""
+    from jinja2 import nodes
+
+    on_vars = isinstance(node, (nodes.Getattr, nodes.Getitem)) and isinstance(node.node, nodes.Name)
+    if on_vars and node.node.name == "vars":
+        if isinstance(node, nodes.Getattr):
+            return {node.attr}
+        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            return {node.arg.value}
+    return set()
+
+
+def lint_document(doc: Document, templates: Templates, provided_vars: Iterable[str] = ()) -> list[Problem]:
+    """Warnings about a runbook: ``vars.X`` that no default, ``--vars-file`` or ``--var``
+    (``provided_vars``) sets, and YAML 1.1 habits (``yes``, ``0123``, ``1.10``) that YAML 1.2
+    reads otherwise. Never errors: a warning does not change an exit code."""
+    if not isinstance(doc.data, dict):
+        return []
+    return sorted(_Linter(doc, templates, provided_vars).run())
+
+
+def check_file(path: str, templates: Templates | None = None, *,
+               provided_vars: Iterable[str] = ()) -> list[Problem]:
+    """Every problem of one file, errors and warnings, sorted (what ``validate`` prints)."""
+    templates = templates or Templates()
+    try:
+        doc = load_file(path)
+    except LocatedErrors as exc:
+        return list(exc.problems)
+    problems = validate_document(doc, templates) + lint_document(doc, templates, provided_vars)
+    return sorted(problems)
+
+
+def load_checked(path: str, templates: Templates, *,
+                 provided_vars: Iterable[str] = ()) -> tuple[Runbook, list[Problem]]:
+    """Like :func:`load_runbook`, and the warnings too; errors (with the warnings) raise."""
+    doc = load_file(path)
+    errors = validate_document(doc, templates)
+    warnings = lint_document(doc, templates, provided_vars)
+    if errors:
+        raise LocatedErrors(errors + warnings)
+    return build_runbook(doc, path), warnings
 
 
 def _retry(raw: dict[str, Any] | None) -> RetryPolicy:

@@ -403,3 +403,20 @@ def test_workspace_credentials_mint_a_signed_jwt(write, tmp_path: Path) -> None:
         assert wrong.code == 1
         assert wrong.step("a")["error"]["type"] == "authentication"
         assert "not-the-secret" not in wrong.manifest_path.read_text() + wrong.stdout
+
+
+def test_a_secret_in_a_bad_config_value_is_not_printed(write, tmp_path: Path,
+                                                       emulator: Emulator) -> None:
+    env = base_env(PIPEDREAM_ACCESS_TOKEN="t", PROJECT="not-a-project-id-42")
+    path = write("""
+        version: 1
+        name: leak
+        providers:
+          pd: {type: pipedream, project_id: "{{ secrets.PROJECT }}", environment: development,
+               external_user_id: u1}
+        steps: [{id: a, provider: pd, dispatch: {id: x}}]
+    """)
+    result = run_cli(["run", str(path)], cwd=tmp_path, env=env)
+    assert result.code == 2
+    assert "project_id" in result.stderr
+    assert "not-a-project-id-42" not in result.stderr + result.stdout

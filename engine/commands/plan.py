@@ -1,0 +1,489 @@
+"""``runbook plan``: what ``run`` would send, step by step, without sending anything.
+
+Nothing here builds a provider or imports httpx. Templates are rendered against
+the real ``vars`` and ``env``; what only a run can know is a placeholder:
+
+- ``steps.*`` (and ``run.id``, ``run.started_at``, ``run.status``) render as
+  ``<steps.contact.output.id>``; an expression that computes with them (a
+  comparison, a filter) is shown as ``<expression>``;
+- a value whose template touches ``secrets`` is ``***``, as in the manifest;
+  secret values are never read, only whether each variable is set.
+
+So a step that depends on an earlier step's output still gets a plan. ``when``
+is decided now when it needs only ``vars``/``env``; otherwise it says "at run
+time". The request is shown as the provider type would build it (for the
+built-in types, from the same rules as their ``request_body``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+from urllib.parse import urlencode, urlsplit
+
+from engine.errors import Problem
+from engine.model import Runbook, Step
+from engine.preflight import secret_references
+from engine.runner import truthy
+from engine.templating import REDACTED, Templates, is_template, iter_templates
+from engine.validation import load_checked
+from engine.vars import resolve_vars
+
+__all__ = ["plan", "build_plan", "format_plan"]
+
+# Where the built-in types send when neither the providers: block nor the environment says
+# (engine/providers/*.py; repeated here because importing them imports httpx).
+_DEFAULT_BASE = {"membrane": "https://api.getmembrane.com", "pipedream": "https://api.pipedream.com"}
+_BASE_ENV = {"membrane": "MEMBRANE_BASE_URL", "pipedream": "PIPEDREAM_BASE_URL"}
+_MEMBRANE_OPTIONS = {
+    "connection_id": "connectionId",
+    "connection_key": "connectionKey",
+    "integration_id": "integrationId",
+    "integration_key": "integrationKey",
+}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+
+class _NeedsRun(Exception):
+    """A template computed with a value only a run knows."""
+
+
+class _Unknown:
+    """A value only a run knows (``steps.x.output.id``): lookups go deeper, anything else
+    raises :class:`_NeedsRun`, so the template is shown as a placeholder instead."""
+
+    __slots__ = ("_path", "_known")
+
+    def __init__(self, path: tuple[Any, ...], known: Mapping[str, Any] | None = None) -> None:
+        self._path = path
+        self._known = known or {}
+
+    def _child(self, key: Any) -> Any:
+        if key in self._known:
+            return self._known[key]
+        return _Unknown(self._path + (key,))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._child(name)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._child(key)
+
+    def _needs_run(self, *args: Any) -> Any:
+        raise _NeedsRun(_placeholder(self))
+
+    __str__ = __bool__ = __len__ = __iter__ = __contains__ = _needs_run
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _needs_run  # type: ignore[assignment]
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _needs_run
+    __truediv__ = __rtruediv__ = __mod__ = __rmod__ = __int__ = __float__ = _needs_run
+    __hash__ = object.__hash__
+
+
+def _placeholder(unknown: _Unknown) -> str:
+    """``<steps.contact.output.id>``: the lookup, written the plain way."""
+    path = unknown._path
+    text = str(path[0])
+    for part in path[1:]:
+        text += f".{part}" if isinstance(part, str) and _IDENT.match(part) else f"[{part!r}]"
+    return f"<{text}>"
+
+
+def _materialize(value: Any) -> Any:
+    """``value`` with every :class:`_Unknown` inside replaced by its placeholder text."""
+    if isinstance(value, _Unknown):
+        return _placeholder(value)
+    if isinstance(value, dict):
+        return {k: _materialize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_materialize(v) for v in value]
+    return value
+
+
+def _has_unknown(value: Any) -> bool:
+    if isinstance(value, _Unknown):
+        return True
+    if isinstance(value, dict):
+        return any(_has_unknown(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_unknown(v) for v in value)
+    return False
+
+
+def _seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:g}ms"
+    return f"{value:g}s"
+
+
+class _Planner:
+    """Renders a runbook's templates as far as they can be before a run."""
+
+    def __init__(self, runbook: Runbook, templates: Templates, variables: Mapping[str, Any],
+                 environ: Mapping[str, str]) -> None:
+        self.runbook = runbook
+        self.templates = templates
+        self.environ = environ
+        self.variables = variables
+        self.problems: list[Problem] = []
+        self.context: dict[str, Any] = {
+            "vars": variables,
+            "steps": _Unknown(("steps",)),
+            "secrets": _Unknown(("secrets",)),  # never the environment: values are not read
+            "env": environ,
+            "run": _Unknown(("run",), {"dry_run": False}),
+        }
+
+    def _problem(self, path: tuple, source: str, message: str) -> str:
+        unset = [v for v in self.templates.compile(source).analysis.vars if v not in self.variables]
+        if unset:  # validation already warned about it, at the same place
+            return f"<error: vars.{unset[0]} is not set>"
+        self.problems.append(self.runbook.source.problem(
+            path, f"{self._label(path)}: fails at run time: {message}", severity="warning"))
+        return f"<error: {message}>"
+
+    def _label(self, path: tuple) -> str:
+        """``steps[1] (notify) input.text``, as validation names a field."""
+        if len(path) >= 2 and path[0] in ("steps", "finally") and isinstance(path[1], int):
+            steps = self.runbook.steps if path[0] == "steps" else self.runbook.finally_steps
+            return f"{path[0]}[{path[1]}] ({steps[path[1]].id}) {_where(path[2:])}"
+        return _where(path)
+
+    def _raw(self, source: str) -> Any:
+        """Render ``source`` with the plan context; exceptions are not translated."""
+        return self.templates.compile(source).render(self.templates.env, self.context)
+
+    def _deferred(self, source: str) -> bool:
+        names = self.templates.compile(source).analysis.names
+        return "steps" in names or "run" in names
+
+    def template(self, source: str, path: tuple) -> Any:
+        """One template string, rendered as far as it can be."""
+        if self.templates.compile(source).analysis.tainted:
+            return REDACTED
+        try:
+            return _materialize(self._raw(source))
+        except Exception as exc:  # jinja2 raises many types; _NeedsRun is ours
+            if not isinstance(exc, _NeedsRun) and not self._deferred(source):
+                return self._problem(path, source, _describe(exc))
+        return self._by_expression(source, path)
+
+    def _by_expression(self, source: str, path: tuple) -> Any:
+        """Each ``{{ expression }}`` on its own: known ones rendered, the others placeholders."""
+        matches = list(_EXPRESSION.finditer(source))
+        if "{%" in source or "{#" in source or not matches:
+            return f"<{source.strip()}>"
+        lone = len(matches) == 1 and matches[0].span() == (0, len(source))
+        pieces: list[str] = []
+        pos = 0
+        for match in matches:
+            pieces.append(source[pos:match.start()])
+            pos = match.end()
+            expression = match.group(1).strip()
+            value: Any
+            try:
+                value = self._raw("{{ " + expression + " }}")
+            except Exception as exc:
+                if not isinstance(exc, _NeedsRun) and not self._deferred("{{ " + expression + " }}"):
+                    return self._problem(path, source, _describe(exc))
+                value = _Unknown((expression,))  # shown as <expression>
+            if lone:
+                return _materialize(value)
+            pieces.append(_placeholder(value) if isinstance(value, _Unknown)
+                          else f"<{expression}>" if _has_unknown(value) else str(value))
+        pieces.append(source[pos:])
+        return "".join(pieces)
+
+    def value(self, value: Any, path: tuple) -> Any:
+        """Every template inside ``value`` rendered as far as it can be."""
+        if isinstance(value, str):
+            return self.template(value, path) if is_template(value) else value
+        if isinstance(value, dict):
+            return {k: self.value(v, path + (k,)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v, path + (i,)) for i, v in enumerate(value)]
+        return value
+
+    def when(self, step: Step) -> dict[str, Any]:
+        if step.when is None:
+            return {"decided": True, "runs": True, "expression": None}
+        if isinstance(step.when, bool):
+            return {"decided": True, "runs": step.when, "expression": str(step.when).lower()}
+        source = self.templates.condition(step.when)
+        expression = _expression_text(source)
+        if self.templates.compile(source).analysis.tainted:
+            return {"decided": False, "runs": None, "expression": expression,
+                    "note": "at run time (it reads secrets)"}
+        try:
+            value = self._raw(source)
+        except Exception as exc:
+            if isinstance(exc, _NeedsRun) or self._deferred(source):
+                return {"decided": False, "runs": None, "expression": expression, "note": "at run time"}
+            message = self._problem(step.path + ("when",), source, _describe(exc))
+            return {"decided": False, "runs": None, "expression": expression, "note": message}
+        if _has_unknown(value):
+            return {"decided": False, "runs": None, "expression": expression, "note": "at run time"}
+        return {"decided": True, "runs": truthy(value), "expression": expression}
+
+    def provider_config(self, name: str) -> dict[str, Any]:
+        spec = self.runbook.providers[name]
+        config = self.value(spec.config, spec.path)
+        return config if isinstance(config, dict) else {}
+
+    def step(self, step: Step) -> dict[str, Any]:
+        target = self.value(step.target, step.path + ("dispatch", step.style))
+        inp = self.value(step.input, step.path + ("input",))
+        options = self.value(step.options, step.path + ("with",))
+        config = self.provider_config(step.provider)
+        endpoint, request, consumed = _request(step.provider_type, step.style, target, inp,
+                                               options, config, self.environ)
+        uses: dict[str, None] = {}
+        secrets: dict[str, None] = {}
+        for source in _step_templates(step, self.templates):
+            analysis = self.templates.compile(source).analysis
+            uses.update(dict.fromkeys(analysis.steps))
+            secrets.update(dict.fromkeys(analysis.secrets))
+        planned: dict[str, Any] = {
+            "id": step.id,
+            "name": step.name,
+            "section": "finally" if step.is_finally else "steps",
+            "provider": step.provider,
+            "provider_type": step.provider_type,
+            "dispatch": step.style,
+            "endpoint": endpoint,
+            "when": self.when(step),
+            "uses": [f"steps.{s}" for s in uses],
+            "secrets": list(secrets),
+            "request": request,
+            "timeout": step.timeout,
+            "retry": {"attempts": step.retry.attempts, "backoff": step.retry.backoff,
+                      "on": sorted(step.retry.on)},
+            "continue_on_error": step.continue_on_error,
+            "assert": [_expression_text(self.templates.condition(a)) for a in step.asserts],
+        }
+        if options and not consumed:
+            planned["with"] = options
+        return planned
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if type(exc).__name__ in ("UndefinedError", "SecurityError") else f"{type(exc).__name__}: {text}"
+
+
+def _where(path: tuple) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "runbook"
+
+
+def _expression_text(source: str) -> str:
+    match = _EXPRESSION.fullmatch(source.strip())
+    return match.group(1).strip() if match else source
+
+
+def _step_templates(step: Step, templates: Templates) -> list[str]:
+    found = [src for value in (step.target, step.input, step.options) for _, src in iter_templates(value)]
+    if isinstance(step.when, str):
+        found.append(templates.condition(step.when))
+    return found
+
+
+def _setting(config: Mapping[str, Any], environ: Mapping[str, str], key: str, env_name: str) -> str | None:
+    value = config.get(key)
+    if value is None:
+        value = environ.get(env_name)
+    return None if value is None else str(value)
+
+
+def _with_query(url: str, query: Any) -> str:
+    if not isinstance(query, dict) or not query:
+        return url
+    pairs = []
+    for key, value in query.items():
+        for item in value if isinstance(value, list) else [value]:
+            text = ("true" if item else "false") if isinstance(item, bool) else ("" if item is None else str(item))
+            pairs.append((str(key), text))
+    return url + ("&" if urlsplit(url).query else "?") + urlencode(pairs, safe="<>.*")
+
+
+def _request(ptype: str, style: str, target: Any, inp: Any, options: Any, config: Mapping[str, Any],
+             environ: Mapping[str, str]) -> tuple[str | None, Any, bool]:
+    """(where it goes, the request body as the provider builds it, whether ``with`` is in it)."""
+    options = options if isinstance(options, dict) else {}
+    base = None
+    if ptype in _DEFAULT_BASE:
+        base = str(_setting(config, environ, "base_url", _BASE_ENV[ptype]) or _DEFAULT_BASE[ptype]).rstrip("/")
+    if ptype == "membrane":
+        body_target = target
+        if style == "api" and isinstance(target, dict):
+            body_target = {"method": target.get("method", "GET"), **target}
+        body: dict[str, Any] = {style: body_target}
+        for option, wire in _MEMBRANE_OPTIONS.items():
+            if options.get(option) is not None:
+                body[wire] = options[option]
+        if inp is not None:
+            body["input"] = inp
+        if options.get("meta") is not None:
+            body["meta"] = options["meta"]
+        return f"POST {base}/act", body, True
+    if ptype == "pipedream":
+        project = _setting(config, environ, "project_id", "PIPEDREAM_PROJECT_ID") or "<PIPEDREAM_PROJECT_ID>"
+        environment = _setting(config, environ, "environment", "PIPEDREAM_PROJECT_ENVIRONMENT") or "<unset>"
+        user = options.get("external_user_id") or config.get("external_user_id")
+        if style == "id":
+            body = {"id": target, "external_user_id": user}
+            if options.get("version") is not None:
+                body["version"] = options["version"]
+            body["configured_props"] = {} if inp is None else inp
+            for option in ("dynamic_props_id", "stash_id"):
+                if options.get(option) is not None:
+                    body[option] = options[option]
+            return (f"POST {base}/v1/connect/{project}/actions/run (x-pd-environment: {environment})",
+                    body, True)
+        if style == "api" and isinstance(target, dict):
+            url = _with_query(str(target.get("url", "")), target.get("query"))
+            method = str(target.get("method") or "GET").upper()
+            body = {"method": method, "url": url}
+            if target.get("headers"):
+                body["headers"] = target["headers"]
+            if "body" in target:
+                body["body"] = target["body"]
+            body["external_user_id"] = user
+            body["account_id"] = options.get("account_id")
+            return (f"{method} {url} through the Connect proxy of {project} "
+                    f"(x-pd-environment: {environment})", body, True)
+    if ptype == "http" and isinstance(target, dict):
+        method = str(target.get("method", "GET"))
+        if "url" in target:
+            url = str(target["url"])
+        else:
+            path = str(target.get("path", ""))
+            base_url = str(config.get("base_url") or "<base_url>").rstrip("/")
+            url = base_url + (path if path.startswith("/") else "/" + path)
+        body = {"method": method, "url": url}
+        for key in ("query", "headers", "body"):
+            if key in target:
+                body[key] = target[key]
+        return f"{method} {_with_query(url, target.get('query'))}", body, False
+    body = {"dispatch": {style: target}}
+    if inp is not None:
+        body["input"] = inp
+    return None, body, False
+
+
+def build_plan(runbook: Runbook, templates: Templates, variables: Mapping[str, Any],
+               environ: Mapping[str, str]) -> tuple[dict[str, Any], list[Problem]]:
+    """The plan as data (what ``--json`` prints) and the problems a run would meet."""
+    planner = _Planner(runbook, templates, variables, environ)
+    steps = [planner.step(s) for s in runbook.steps]
+    finally_steps = [planner.step(s) for s in runbook.finally_steps]
+    outputs = {k: planner.value(v, ("outputs", k)) for k, v in runbook.outputs.items()}
+    secrets = secret_references(runbook, templates)
+    data = {
+        "runbook": {"path": runbook.path, "name": runbook.name, "sha256": runbook.sha256},
+        "vars": dict(variables),
+        "secrets": [{"name": name, "set": name in environ} for name in secrets],
+        "steps": steps,
+        "finally": finally_steps,
+        "outputs": outputs,
+    }
+    return data, planner.problems
+
+
+def _json_block(value: Any, indent: str) -> str:
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return text.replace("\n", "\n" + indent)
+
+
+def _when_text(when: dict[str, Any]) -> str:
+    if when["expression"] is None:
+        return "always"
+    if when["decided"]:
+        return f"{'runs' if when['runs'] else 'skipped'}: {when['expression']} is {str(when['runs']).lower()}"
+    return f"{when.get('note', 'at run time')}: {when['expression']}"
+
+
+def _policy_text(step: dict[str, Any]) -> str:
+    parts = []
+    if step["timeout"] is not None:
+        parts.append(f"timeout {_seconds(step['timeout'])} per attempt")
+    retry = step["retry"]
+    if retry["attempts"] > 1:
+        parts.append(f"up to {retry['attempts']} attempts ({retry['backoff']}, on {', '.join(retry['on'])})")
+    else:
+        parts.append("one attempt")
+    if step["continue_on_error"]:
+        parts.append("continue on error")
+    return ", ".join(parts)
+
+
+def format_plan(data: dict[str, Any]) -> str:
+    """The plan as text, one block per step."""
+    rb = data["runbook"]
+    total = len(data["steps"]) + len(data["finally"])
+    out = [f"plan: {rb['name']} ({rb['path']}), {total} step{'s' if total != 1 else ''}; nothing is sent", ""]
+    if data["vars"]:
+        out.append("vars:     " + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}"
+                                            for k, v in data["vars"].items()))
+    if data["secrets"]:
+        out.append("secrets:  " + ", ".join(f"{s['name']} ({'set' if s['set'] else 'NOT SET'})"
+                                            for s in data["secrets"]))
+        if not all(s["set"] for s in data["secrets"]):
+            out.append("          (a run stops at its pre-flight check until every secret is set, "
+                       "unless --emulate)")
+    pad = " " * 13
+    number = 0
+    for section in ("steps", "finally"):
+        if section == "finally" and data["finally"]:
+            out += ["", "finally (always runs after the steps):"]
+        for step in data[section]:
+            number += 1
+            out.append("")
+            out.append(f"{number}. {step['id']}" + (f"  {step['name']}" if step["name"] else ""))
+            provider = step["provider"] if step["provider"] == step["provider_type"] \
+                else f"{step['provider']} ({step['provider_type']})"
+            out.append(f"   provider  {provider}" + (f": {step['endpoint']}" if step["endpoint"] else ""))
+            out.append(f"   dispatch  {step['dispatch']}")
+            out.append(f"   when      {_when_text(step['when'])}")
+            if step["uses"]:
+                out.append(f"   uses      {', '.join(step['uses'])} (placeholders until they run)")
+            out.append(f"   policy    {_policy_text(step)}")
+            out.append(f"   request   {_json_block(step['request'], pad)}")
+            if "with" in step:
+                out.append(f"   with      {_json_block(step['with'], pad)}")
+            for expression in step["assert"]:
+                out.append(f"   assert    {expression} (after the step)")
+    if data["outputs"]:
+        out += ["", "outputs:"]
+        width = max(len(k) for k in data["outputs"])
+        for key, value in data["outputs"].items():
+            out.append(f"  {key.ljust(width)}  {_json_block(value, ' ' * (width + 4))}")
+    return "\n".join(out) + "\n"
+
+
+def plan(file: str, *, var_pairs: Sequence[str] = (), vars_file: str | None = None,
+         json_output: bool = False, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    """Print the plan of ``file``; 0, or LocatedErrors (exit 2) for an invalid runbook."""
+    templates = Templates()
+    given = resolve_vars({}, vars_file, var_pairs)
+    runbook, warnings = load_checked(file, templates, provided_vars=given)
+    variables = {**runbook.vars, **given}
+    data, problems = build_plan(runbook, templates, variables, os.environ)
+    problems = sorted(warnings + problems)
+    if json_output:
+        data["warnings"] = [{"file": p.file, "line": p.line, "col": p.col, "message": p.message}
+                            for p in problems]
+        stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    else:
+        stdout.write(format_plan(data))
+    for problem in problems:
+        stderr.write(f"{problem}\n")
+    return 0

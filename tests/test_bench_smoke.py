@@ -1,0 +1,46 @@
+"""The benchmark runs end to end with N = 1 and one repeat (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_runs_with_one_step(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--sizes", "1", "--repeat", "1",
+         "--validate-sizes", "20", "--pipedream-size", "1", "--rps-seconds", "0.2", "--no-warmup",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+    for text in ("req/s", "membrane chain", "floor (httpx)", "runbook run", "N=1",
+                 "runbook --help", "runbook validate(20)", "target", "run(200) / floor(200)"):
+        assert text in proc.stdout, f"{text!r} missing from the table:\n{proc.stdout}"
+
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert set(results) >= {"meta", "server", "chains", "pipedream", "commands", "imports",
+                            "metrics", "targets"}
+    assert results["server"]["requests_per_s"] > 0
+    chain = results["chains"]["1"]
+    for side in ("floor", "runbook"):
+        assert chain[side]["runs"] == 1
+        assert chain[side]["median_s"] > 0
+        assert chain[side]["peak_rss_mib"] > 0
+    assert chain["ratio"] > 0
+    assert set(results["commands"]) == {"python -c pass", "--help", "validate(20)"}
+    assert results["pipedream"]["steps"] == 1
+    assert set(results["metrics"]) >= {
+        "per_step_overhead_ms", "run200_ratio", "help_ms", "validate20_ms", "validate5000_s",
+        "run2000_peak_rss_mib", "linearity_200_2000_vs_20_200",
+        "network_modules_imported_by_help_or_validate",
+    }
+    # Figures that need sizes this run did not measure are null, not missing.
+    assert results["metrics"]["per_step_overhead_ms"] is None
+    assert {row["metric"] for row in results["targets"]} >= {"per_step_overhead_ms", "help_ms"}
