@@ -34,6 +34,7 @@ __all__ = [
     "git_info",
     "header",
     "read_manifest",
+    "scrubbed_line",
 ]
 
 
@@ -86,8 +87,8 @@ def git_info(path: str) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": dirty}
 
 
-def step_record(result: StepResult, redactor: Redactor) -> dict[str, Any]:
-    """A step as the manifest records it; known secrets scrubbed."""
+def step_record(result: StepResult) -> dict[str, Any]:
+    """A step as the manifest records it (before scrubbing: see :func:`scrubbed_line`)."""
     step = result.step
     record: dict[str, Any] = {
         "id": step.id,
@@ -122,7 +123,19 @@ def step_record(result: StepResult, redactor: Redactor) -> dict[str, Any]:
         record["extra"] = result.extra
     if result.reused_from:
         record["reused_from"] = result.reused_from
-    return redactor.scrub(record) if redactor else record
+    return record
+
+
+def scrubbed_line(record: dict[str, Any], redactor: Redactor) -> tuple[dict[str, Any], bytes]:
+    """The record (scrubbed only where a known secret occurs) and its compact JSON line.
+
+    One search over the serialized step instead of a walk over every string of it.
+    """
+    line = _dumps(record)
+    if redactor.found_in(line):
+        record = redactor.scrub(record)
+        line = _dumps(record)
+    return record, line.encode("utf-8")
 
 
 def header(run_id: str, started_at: str, runbook_path: str, runbook_name: str, sha256: str,
@@ -200,9 +213,8 @@ class ManifestWriter:
         self._offset = len(prefix)
         self._lines: list[bytes] = []
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Record one finished step: one write, proportional to the step's size."""
-        line = _dumps(record).encode("utf-8")
+    def append(self, line: bytes) -> None:
+        """Record one finished step (its compact JSON line): one write, proportional to its size."""
         data = (b",\n    " if self._lines else b"\n    ") + line
         os.pwrite(self._fd, data + self._trailer, self._offset)
         self._offset += len(data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, TextIO
 
-from engine.manifest import ManifestWriter, now_rfc3339, step_record
+from engine.manifest import ManifestWriter, now_rfc3339, scrubbed_line, step_record
 from engine.model import Runbook, Status, Step, StepResult
 from engine.providers.base import Redactor
 from engine.report import ConsoleReporter
@@ -46,9 +46,9 @@ class Recording:
         self.console.step_started(step)
 
     def step_finished(self, result: StepResult) -> None:
-        record = step_record(result, self.redactor)
+        record, line = scrubbed_line(step_record(result), self.redactor)
         self.records.append(record)
-        self.writer.append(record)
+        self.writer.append(line)
         self.console.step_finished(result)
 
     def finish(self, status: Status, outputs: dict[str, Any], error: str | None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -75,6 +76,7 @@ def run(
     runbook, _ = load_runbook(file, templates)
     variables = resolve_vars(runbook.vars, vars_file, var_pairs)
     previous = _previous_run(resume, runbook.name) if resume else None
+    gc.freeze()  # what is loaded so far lives for the whole run: keep it out of every collection
     run_id = new_run_id()
     started_at = now_rfc3339()
     run_info: dict[str, Any] = {"id": run_id, "started_at": started_at, "dry_run": False}

@@ -106,6 +106,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._pattern: Any = None
 
     def add(self, value: Any) -> None:
         """Learn a secret value (strings inside a list or mapping too)."""
@@ -117,23 +118,39 @@ class Redactor:
             for v in value:
                 self.add(v)
             return
-        if not isinstance(value, str) or len(value) < self.MIN_LENGTH:
+        if not isinstance(value, str) or len(value) < self.MIN_LENGTH or value in self._values:
             return
         import base64
+        import json
 
-        self._values.add(value)
         raw = value.encode("utf-8")
-        self._values.add(base64.b64encode(raw).decode("ascii").rstrip("="))
-        self._values.add(base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="))
+        forms = {value, json.dumps(value, ensure_ascii=False)[1:-1],
+                 base64.b64encode(raw).decode("ascii").rstrip("="),
+                 base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")}
+        self._values |= forms
+        self._pattern = None
 
     def __bool__(self) -> bool:
         return bool(self._values)
 
+    def _regex(self) -> Any:
+        if self._pattern is None:
+            import re
+
+            # longest first, so a secret containing another is replaced whole
+            alternatives = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, alternatives)))
+        return self._pattern
+
+    def found_in(self, text: str) -> bool:
+        """Whether any known secret (or its JSON or base64 form) occurs in ``text``."""
+        return bool(self._values) and self._regex().search(text) is not None
+
     def text(self, text: str) -> str:
-        for value in sorted(self._values, key=len, reverse=True):
-            if value in text:
-                text = text.replace(value, "***")
-        return text
+        """``text`` with every known secret replaced by ``***``."""
+        if not self._values:
+            return text
+        return self._regex().sub("***", text)
 
     def scrub(self, value: Any) -> Any:
         """A copy of ``value`` with every known secret replaced by ``***``."""
