@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.conformance import SchemaChecker
 from engine.errors import LocatedErrors, Problem
 from engine.model import Runbook
 from engine.providers.base import Provider, ProviderError, Redactor
@@ -138,10 +139,8 @@ def _check_config(type_name: str, config: Any) -> str | None:
     info = type_info(type_name)
     if info is None:
         return None
-    from jsonschema import Draft202012Validator
-
     errors = [
         f"{'.'.join(str(p) for p in e.absolute_path) or 'config'}: {e.message}"
-        for e in Draft202012Validator(info.config_schema).iter_errors(config)
+        for e in SchemaChecker(info.config_schema).iter_errors(config)
     ]
     return "; ".join(errors) or None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.conformance import SchemaChecker
 from engine.manifest import now_rfc3339, request_sha256
 from engine.model import Attempt, RetryPolicy, Runbook, Status, Step, StepError, StepResult
 from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError, Redactor
@@ -331,9 +332,7 @@ class Runner:
         if info is None:
             return
         if step.provider_type not in self._options_validators:
-            from jsonschema import Draft202012Validator
-
-            self._options_validators[step.provider_type] = Draft202012Validator(info.options_schema)
+            self._options_validators[step.provider_type] = SchemaChecker(info.options_schema)
         errors = [
             f"with{''.join(f'.{p}' for p in e.absolute_path)}: {e.message}"
             for e in self._options_validators[step.provider_type].iter_errors(options)

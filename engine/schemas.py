@@ -7,6 +7,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from engine.conformance import SchemaChecker
+
 __all__ = ["schema_dir", "load_schema", "validator"]
 
 
@@ -43,11 +45,9 @@ def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
 
 
 @cache
-def validator(relative: str, pointer: str = "") -> Any:
-    """A compiled Draft 2020-12 validator for a schema file (or a key path inside it)."""
-    from jsonschema import Draft202012Validator
-
+def validator(relative: str, pointer: str = "") -> SchemaChecker:
+    """The checker of a schema file (or of a key path inside it), built once."""
     schema = load_schema(relative)
     for part in filter(None, pointer.split("/")):
         schema = schema[part]
-    return Draft202012Validator(_inline_refs(schema, schema.get("$defs", {})))
+    return SchemaChecker(_inline_refs(schema, schema.get("$defs", {})))

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from engine.conformance import SchemaChecker
 from engine.errors import LocatedErrors, Problem
 from engine.loader import Document, Path, SourceMap, load_file
 from engine.model import ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
@@ -407,9 +408,7 @@ def _validator_for(info: TypeInfo, which: str) -> Any:
     """The compiled config or options validator of a provider type."""
     if info.name in BUILTIN:
         return validator(f"providers/{info.name}.json", which)
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(info.config_schema if which == "config" else info.options_schema)
+    return SchemaChecker(info.config_schema if which == "config" else info.options_schema)
 
 
 def validate_document(doc: Document, templates: Templates) -> list[Problem]:

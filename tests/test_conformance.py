@@ -1,0 +1,95 @@
+"""engine.conformance never says yes where jsonschema says no (and agrees on the rest)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from engine.conformance import conforms
+from engine.loader import load_file
+from engine.schemas import load_schema, validator
+from tests.conftest import ROOT
+
+SCHEMAS = ["runbook.schema.json", "manifest.schema.json"]
+EXAMPLES = sorted((ROOT / "runbooks").glob("*.yml"))
+ODD_VALUES: list[Any] = [None, True, False, 0, 1, 1.0, 1.5, -3, "", "x", "30s", "5xx", "0ms",
+                         "GET", "proj_abc", [], [1], ["connection"], {}, {"a": 1}, {"id": "x"}]
+
+
+def mutate(value: Any, rng: random.Random) -> Any:
+    """One random change somewhere inside ``value``."""
+    if isinstance(value, dict) and value and rng.random() < 0.7:
+        key = rng.choice(list(value))
+        choice = rng.random()
+        if choice < 0.15:
+            del value[key]
+        elif choice < 0.25:
+            value[key + "x"] = rng.choice(ODD_VALUES)
+        elif choice < 0.5:
+            value[key] = copy.deepcopy(rng.choice(ODD_VALUES))
+        else:
+            value[key] = mutate(value[key], rng)
+        return value
+    if isinstance(value, list) and value and rng.random() < 0.7:
+        i = rng.randrange(len(value))
+        if rng.random() < 0.2:
+            value.pop(i)
+        else:
+            value[i] = mutate(value[i], rng)
+        return value
+    return copy.deepcopy(rng.choice(ODD_VALUES))
+
+
+def documents() -> list[Any]:
+    docs = [load_file(str(p)).data for p in EXAMPLES]
+    manifest = json.loads((ROOT / "tests" / "data" / "manifest.json").read_text())
+    return docs + [manifest]
+
+
+@pytest.mark.parametrize("name", SCHEMAS)
+def test_agrees_with_jsonschema_on_mutated_documents(name: str) -> None:
+    schema = validator(name).schema
+    reference = Draft202012Validator(load_schema(name))
+    rng = random.Random(20261123)
+    seeds = [d for d in documents() if ("manifest_version" in d) == (name == "manifest.schema.json")]
+    assert seeds
+    checked = disagreements = 0
+    for i in range(1500):
+        doc = copy.deepcopy(seeds[i % len(seeds)])
+        for _ in range(rng.randint(0, 3)):
+            doc = mutate(doc, rng)
+        expected = reference.is_valid(doc)
+        got = conforms(schema, doc)
+        assert not (got and not expected), f"said valid, jsonschema disagrees: {doc}"
+        disagreements += got != expected
+        checked += 1
+    assert disagreements == 0, f"{disagreements} of {checked} valid documents sent to jsonschema"
+
+
+def test_every_example_conforms_without_jsonschema() -> None:
+    for doc in documents():
+        name = "manifest.schema.json" if "manifest_version" in doc else "runbook.schema.json"
+        assert conforms(validator(name).schema, doc)
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "expected"),
+    [
+        ({"type": "integer"}, 1.0, True),
+        ({"type": "integer"}, True, False),
+        ({"const": 1}, True, False),
+        ({"const": 1}, 1.0, True),
+        ({"enum": ["a", 1]}, "a", True),
+        ({"pattern": "^a"}, 3, True),
+        ({"patternProperties": {"a": {}}}, {}, False),  # unknown keyword: ask jsonschema
+        ({"type": ["number", "string"], "exclusiveMinimum": 0}, 0, False),
+        ({"type": ["number", "string"], "exclusiveMinimum": 0}, "0", True),
+    ],
+)
+def test_keywords(schema: dict, value: Any, expected: bool) -> None:
+    assert conforms(schema, value) is expected
