@@ -34,10 +34,7 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 
 
-class _Core12Resolver(BaseResolver):
-    """Implicit scalar types of the YAML 1.2 core schema (and ``<<`` merges)."""
-
-
+_IMPLICIT: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
 for _tag, _regexp, _first in [
     (_NULL, r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
     (_BOOL, r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
@@ -50,7 +47,26 @@ for _tag, _regexp, _first in [
     ),
     (_MERGE, r"^<<$", ["<"]),
 ]:
-    _Core12Resolver.add_implicit_resolver(_tag, re.compile(_regexp), _first)
+    for _char in _first:
+        _IMPLICIT.setdefault(_char, []).append((_tag, re.compile(_regexp)))
+
+
+class _Core12Resolver(BaseResolver):
+    """Implicit scalar types of the YAML 1.2 core schema (and ``<<`` merges).
+
+    A plain scalar is matched only against the types its first character can
+    start (PyYAML's own resolver does the same, with more overhead per call).
+    """
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is ScalarNode:
+            if implicit[0]:
+                for tag, regexp in _IMPLICIT.get(value[:1], ()):
+                    if regexp.match(value):
+                        return tag
+            return _STR
+        return _SEQ if kind is SequenceNode else _MAP
+
 
 if getattr(yaml, "__with_libyaml__", False):
     from yaml._yaml import CParser as _ParserBase
