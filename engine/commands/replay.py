@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from engine.errors import ManifestError, RunbookError
-from engine.manifest import header, new_run_id, now_rfc3339, read_manifest
+from engine.manifest import header, read_manifest
 from engine.model import Status
-from engine.preflight import preflight
 from engine.providers.base import ProviderError
 from engine.recording import Recording
 from engine.runner import Runner
@@ -46,7 +45,7 @@ def replay(
     stderr: TextIO = sys.stderr,
 ) -> int:
     """Re-send recorded requests (all, or ``step_ids``) and write a new manifest."""
-    from engine.commands.run import default_manifest_path, interrupt_on_sigterm
+    from engine.commands.run import default_manifest_path, new_run_info, prepared_run
 
     previous = read_manifest(manifest_path)
     runbook_path = previous["runbook"]["path"]
@@ -80,49 +79,32 @@ def replay(
 
     selected = tuple(steps[r["id"]] for r in chosen)
     trimmed = dataclasses.replace(runbook, steps=selected, finally_steps=(), outputs={})
-    run_id = new_run_id()
-    started_at = now_rfc3339()
-    run_info: dict[str, Any] = {"id": run_id, "started_at": started_at, "dry_run": False}
+    run_info = new_run_info()
     lines = stderr if json_output else stdout
-    emulator = None
-    if emulate:
-        from engine import emulator as emulator_mod
-
-        emulator = emulator_mod.start("127.0.0.1", 0)
-    try:
-        prepared = preflight(trimmed, templates, vars=previous["vars"], environ=os.environ,
-                             run_info=run_info, emulator_url=emulator.url if emulator else None)
-        manifest = header(run_id, started_at, runbook_path, runbook.name, runbook.sha256,
-                          previous["vars"], emulated=emulate)
+    with prepared_run(trimmed, templates, previous["vars"], run_info, emulate) as prepared:
+        manifest = header(run_info["id"], run_info["started_at"], runbook_path, runbook.name,
+                          runbook.sha256, previous["vars"], emulated=emulate)
         manifest["run"]["replay_of"] = previous["run"]["id"]
-        recording = Recording(out_path or default_manifest_path(run_id), manifest,
+        recording = Recording(out_path or default_manifest_path(run_info["id"]), manifest,
                               prepared.redactor, lines, trimmed)
         runner = Runner(trimmed, templates, vars=previous["vars"], environ=prepared.environ,
                         run_info=run_info, providers=prepared.providers,
                         redactor=prepared.redactor, targets=prepared.targets, observer=recording)
         status = Status.SUCCEEDED
-        with interrupt_on_sigterm():
-            try:
-                for step, record in zip(selected, chosen, strict=True):
-                    request = record["request"]
-                    if from_run_log:
-                        provider: Any = prepared.providers[step.provider]
-                        try:
-                            request = provider.run_log_action(from_run_log, step.timeout)
-                        except ProviderError as exc:
-                            raise RunbookError(f"replay --from-run-log: {exc.message}") from None
-                    result = runner.replay_step(step, request)
-                    if result.status is Status.INTERRUPTED:
-                        status = Status.INTERRUPTED
-                        break
-                    if result.status is Status.FAILED:
-                        status = Status.FAILED
-            finally:
-                for p in prepared.providers.values():
-                    p.close()
-    finally:
-        if emulator is not None:
-            emulator.stop()
+        for step, record in zip(selected, chosen, strict=True):
+            request = record["request"]
+            if from_run_log:
+                provider: Any = prepared.providers[step.provider]
+                try:
+                    request = provider.run_log_action(from_run_log, step.timeout)
+                except ProviderError as exc:
+                    raise RunbookError(f"replay --from-run-log: {exc.message}") from None
+            result = runner.replay_step(step, request)
+            if result.status is Status.INTERRUPTED:
+                status = Status.INTERRUPTED
+                break
+            if result.status is Status.FAILED:
+                status = Status.FAILED
     final = recording.finish(status, {}, None)
     if json_output:
         stdout.write(json.dumps(final, ensure_ascii=False, indent=2, default=str) + "\n")

@@ -13,15 +13,15 @@ from typing import Any, TextIO
 
 from engine.errors import InternalError, ManifestError
 from engine.manifest import header, new_run_id, now_rfc3339, read_manifest
-from engine.model import Status
-from engine.preflight import preflight
+from engine.model import Runbook, Status
+from engine.preflight import Prepared, preflight
 from engine.recording import Recording
 from engine.runner import Runner
 from engine.templating import Templates
 from engine.validation import load_runbook
 from engine.vars import resolve_vars
 
-__all__ = ["run", "EXIT_CODES", "default_manifest_path", "interrupt_on_sigterm"]
+__all__ = ["run", "EXIT_CODES", "default_manifest_path", "new_run_info", "prepared_run"]
 
 EXIT_CODES = {Status.SUCCEEDED: 0, Status.FAILED: 1, Status.INTERRUPTED: 130}
 
@@ -47,14 +47,37 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def new_run_info() -> dict[str, Any]:
+    """The ``run`` context of templates: a new id and the start time."""
+    return {"id": new_run_id(), "started_at": now_rfc3339(), "dry_run": False}
+
+
 @contextlib.contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM (a CI runner cancelling a job) interrupts the run like Ctrl-C."""
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+def prepared_run(runbook: Runbook, templates: Templates, variables: dict[str, Any],
+                 run_info: dict[str, Any], emulate: bool) -> Iterator[Prepared]:
+    """The emulator (with ``--emulate``) and the checked providers, for the length of a run.
+
+    Inside, SIGTERM (a CI runner cancelling a job) interrupts like Ctrl-C; on the way out
+    every provider's connections are closed and the emulator stopped.
+    """
+    emulator = None
+    if emulate:
+        from engine import emulator as emulator_mod
+
+        emulator = emulator_mod.start("127.0.0.1", 0)
     try:
-        yield
+        prepared = preflight(runbook, templates, vars=variables, environ=os.environ,
+                             run_info=run_info, emulator_url=emulator.url if emulator else None)
+        old = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            yield prepared
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            for provider in prepared.providers.values():
+                provider.close()
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if emulator is not None:
+            emulator.stop()
 
 
 def run(
@@ -77,26 +100,14 @@ def run(
     variables = resolve_vars(runbook.vars, vars_file, var_pairs)
     previous = _previous_run(resume, runbook.name) if resume else None
     gc.freeze()  # what is loaded so far lives for the whole run: keep it out of every collection
-    run_id = new_run_id()
-    started_at = now_rfc3339()
-    run_info: dict[str, Any] = {"id": run_id, "started_at": started_at, "dry_run": False}
+    run_info = new_run_info()
     lines = stderr if json_output else stdout
-
-    emulator = None
-    if emulate:
-        from engine import emulator as emulator_mod
-
-        emulator = emulator_mod.start("127.0.0.1", 0)
-    try:
-        prepared = preflight(
-            runbook, templates, vars=variables, environ=os.environ, run_info=run_info,
-            emulator_url=emulator.url if emulator else None,
-        )
+    with prepared_run(runbook, templates, variables, run_info, emulate) as prepared:
         for notice in prepared.notices:
             stderr.write(notice + "\n")
-        path = manifest_path or default_manifest_path(run_id)
-        manifest = header(run_id, started_at, file, runbook.name, runbook.sha256, variables,
-                          emulated=emulate,
+        path = manifest_path or default_manifest_path(run_info["id"])
+        manifest = header(run_info["id"], run_info["started_at"], file, runbook.name,
+                          runbook.sha256, variables, emulated=emulate,
                           resumed_from=previous["run"]["id"] if previous else None)
         recording = Recording(path, manifest, prepared.redactor, lines, runbook)
         runner = Runner(
@@ -104,15 +115,7 @@ def run(
             providers=prepared.providers, redactor=prepared.redactor,
             targets=prepared.targets, previous=previous, observer=recording,
         )
-        with interrupt_on_sigterm():
-            try:
-                outcome = runner.run()
-            finally:
-                for provider in prepared.providers.values():
-                    provider.close()
-    finally:
-        if emulator is not None:
-            emulator.stop()
+        outcome = runner.run()
 
     if outcome.error:
         stderr.write(f"error: {prepared.redactor.text(outcome.error)}\n")
