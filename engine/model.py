@@ -72,6 +72,7 @@ class Step:
     asserts: tuple[str, ...]
     path: tuple
     is_finally: bool = False
+    step_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Runbook:
     outputs: dict[str, Any]
     sha256: str
     source: SourceMap
+    run_timeout: float | None = None
 
 
 class Status(str, enum.Enum):

@@ -133,11 +133,14 @@ class Runner:
         }
         self._options_validators: dict[str, Any] = {}
         self.internal_error: BaseException | None = None
+        self._run_deadline: float | None = None
 
     def run(self) -> RunOutcome:
         """Run ``steps``, then ``finally``, then compute ``outputs``."""
         results: list[StepResult] = []
         failed = interrupted = False
+        if self.runbook.run_timeout is not None:
+            self._run_deadline = time.monotonic() + self.runbook.run_timeout
         for step in self.runbook.steps:
             if failed or interrupted:
                 result = StepResult(step, Status.NOT_RUN)
@@ -153,6 +156,7 @@ class Runner:
         any_failed = any(r.status is Status.FAILED for r in results)
         self.run_info["status"] = "failed" if (any_failed or interrupted) else "succeeded"
         self.run_info["interrupted"] = interrupted
+        self._run_deadline = None  # finally steps run after a run timeout too, under their own limits
         for step in self.runbook.finally_steps:
             result = self._run_step(step)
             if result.status is Status.INTERRUPTED:
@@ -294,19 +298,40 @@ class Runner:
         result.logs = answer.logs
         result.extra = answer.extra
 
+    def _budget(self, step: Step, first: float) -> tuple[float | None, str]:
+        """This attempt's timeout: the step's, or less when the step or run time is running out."""
+        timeout, why = step.timeout, f"the step timeout of {step.timeout:g}s" if step.timeout else ""
+        now = time.monotonic()
+        for deadline, name, limit in (
+            (first + step.step_timeout if step.step_timeout else None, "step_timeout",
+             step.step_timeout),
+            (self._run_deadline, "run_timeout", self.runbook.run_timeout),
+        ):
+            if deadline is None:
+                continue
+            left = deadline - now
+            if left <= 0:
+                raise _StepFailed(StepError("timeout", f"the {name} of {limit:g}s ran out"))
+            if timeout is None or left < timeout:
+                timeout, why = left, f"the {name} of {limit:g}s"
+        return timeout, why
+
     def _attempts(self, step: Step, send: Callable[[float | None], ActionResult],
                   result: StepResult) -> ActionResult:
-        """Call ``send`` under the step's timeout and retry policy, recording each attempt."""
+        """Call ``send`` under the step's timeouts and retry policy, recording each attempt."""
         policy = step.retry
         first = time.monotonic()
         number = 0
         while True:
             number += 1
+            timeout, limit = self._budget(step, first)
             started_at = now_rfc3339()
             t0 = time.monotonic()
             try:
-                answer = send(step.timeout)
+                answer = send(timeout)
             except ProviderError as exc:
+                if exc.type == "timeout" and limit:
+                    exc.message = f"no answer within {limit}"
                 result.attempts.append(
                     Attempt(number, started_at, _now_ms(t0), exc.http_status, f"{exc.type}: {exc.message}")
                 )

@@ -688,6 +688,7 @@ def build_runbook(doc: Document, path: str) -> Runbook:
             providers[pname] = ProviderSpec(pname, pname, {"type": pname}, ())
         style, target = next(iter(raw["dispatch"].items()))
         timeout = raw.get("timeout", defaults.get("timeout"))
+        step_timeout = raw.get("step_timeout", defaults.get("step_timeout"))
         return Step(
             id=raw["id"],
             name=raw.get("name"),
@@ -704,6 +705,7 @@ def build_runbook(doc: Document, path: str) -> Runbook:
             asserts=tuple(raw.get("assert") or ()),
             path=(section, i),
             is_finally=section == "finally",
+            step_timeout=parse_duration(step_timeout) if step_timeout is not None else None,
         )
 
     steps = tuple(make("steps", i, s) for i, s in enumerate(data["steps"]))
@@ -719,6 +721,7 @@ def build_runbook(doc: Document, path: str) -> Runbook:
         outputs=dict(data.get("outputs") or {}),
         sha256=hashlib.sha256(doc.text.encode("utf-8")).hexdigest(),
         source=doc.source,
+        run_timeout=parse_duration(data["run_timeout"]) if "run_timeout" in data else None,
     )
 
 

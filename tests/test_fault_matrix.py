@@ -62,3 +62,39 @@ def test_fault_matrix(policy: str, write, tmp_path: Path, emulator: Emulator,
             assert attempt["number"] == number and attempt["duration_ms"] >= 0
             assert attempt["started_at"]
     assert result.code == (0 if len(RETRIED[policy]) == len(FAULTS) else 1)
+
+
+def test_step_and_run_timeouts_name_their_limit(write, tmp_path: Path, emulator: Emulator,
+                                               membrane_env: dict[str, str]) -> None:
+    emulator.add_fault({"action": "slow"}, delay=0.4, times=100)
+    path = write("""
+        version: 1
+        name: budgets
+        run_timeout: 1s
+        steps:
+          - id: bounded
+            provider: membrane
+            dispatch: {id: slow}
+            timeout: 5s
+            step_timeout: 250ms
+            retry: {attempts: 5, initial_delay: 10ms, on: [timeout]}
+            continue_on_error: true
+          - {id: one, provider: membrane, dispatch: {id: slow}}
+          - {id: two, provider: membrane, dispatch: {id: slow}}
+          - {id: three, provider: membrane, dispatch: {id: slow}}
+          - {id: never, provider: membrane, dispatch: {id: fast}}
+        finally:
+          - {id: cleanup, provider: membrane, dispatch: {id: slow}}
+    """)
+    result = run_cli(["run", str(path)], cwd=tmp_path, env=membrane_env)
+    assert result.code == 1
+    bounded = result.step("bounded")
+    assert bounded["error"]["type"] == "timeout"
+    assert "step_timeout of 0.25s" in bounded["error"]["message"]
+    assert bounded["attempts"][0]["error"] == "timeout: no answer within the step_timeout of 0.25s"
+    statuses = {s["id"]: s["status"] for s in result.manifest["steps"]}
+    assert statuses["one"] == "succeeded"
+    failed = [s for s in result.manifest["steps"] if s["status"] == "failed" and s["id"] != "bounded"]
+    assert len(failed) == 1 and "run_timeout of 1s" in failed[0]["error"]["message"]
+    assert statuses["never"] == "not_run"
+    assert statuses["cleanup"] == "succeeded"  # finally steps run after a run timeout too
