@@ -63,3 +63,18 @@ def test_durations(text: str | float, seconds: float) -> None:
 )
 def test_truthy(value: object, expected: bool) -> None:
     assert truthy(value) is expected
+
+
+def test_retry_after_in_both_forms() -> None:
+    import email.utils
+    import time
+
+    from engine.providers._http import retry_after
+
+    assert retry_after("3") == 3.0
+    assert retry_after("0") == 0.0
+    assert retry_after(None) is None and retry_after("soon") is None
+    in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert 8 <= retry_after(in_ten) <= 10  # an HTTP date becomes seconds from now
+    past = email.utils.formatdate(time.time() - 60, usegmt=True)
+    assert retry_after(past) == 0.0
