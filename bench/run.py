@@ -237,7 +237,7 @@ def membrane_chain(n: int, url: str) -> str:
         "  mb:",
         "    type: membrane",
         f"    base_url: {url}",
-        "    token: bench",
+        "    token: bench-token-6f1c2a9e4b7d4e0f",
         "steps:",
     ]
     for i in range(n):
@@ -266,7 +266,7 @@ def pipedream_chain(n: int, url: str) -> str:
         "    project_id: proj_bench",
         "    environment: development",
         "    client_id: bench",
-        "    client_secret: bench",
+        "    client_secret: bench-secret-0b5d7c1e9a",
         "    external_user_id: bench-user",
         "steps:",
     ]

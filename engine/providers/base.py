@@ -102,7 +102,9 @@ class Redactor:
     secret a provider echoes back, or a token the engine minted.
     """
 
-    MIN_LENGTH = 4
+    #: Shorter values are not searched for in text (too many false hits in ids and
+    #: words); values rendered from them are still redacted by taint.
+    MIN_LENGTH = 8
 
     def __init__(self) -> None:
         self._values: set[str] = set()
