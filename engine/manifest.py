@@ -91,12 +91,7 @@ def step_record(result: StepResult) -> dict[str, Any]:
     """A step as the manifest records it (before scrubbing: see :func:`scrubbed_line`)."""
     step = result.step
     record: dict[str, Any] = {
-        "id": step.id,
-        "name": step.name,
-        "section": "finally" if step.is_finally else "steps",
-        "provider": step.provider,
-        "provider_type": step.provider_type,
-        "dispatch": step.style,
+        **step.identity(),
         "status": result.status.value,
         "started_at": result.started_at,
         "finished_at": result.finished_at,

@@ -74,6 +74,17 @@ class Step:
     is_finally: bool = False
     step_timeout: float | None = None
 
+    def identity(self) -> dict[str, Any]:
+        """The fields that name a step in the manifest, reports and plans."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "section": "finally" if self.is_finally else "steps",
+            "provider": self.provider,
+            "provider_type": self.provider_type,
+            "dispatch": self.style,
+        }
+
 
 @dataclass(frozen=True)
 class Runbook:

@@ -365,8 +365,6 @@ class Templates:
         compiled = self.compile(source)
         try:
             return compiled.render(self.env, context)
-        except TemplateError:
-            raise
         except Exception as exc:  # jinja2 raises many types; all mean "did not render"
             raise TemplateError(_describe(exc)) from None
 

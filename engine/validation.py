@@ -98,10 +98,6 @@ def label(data: Any, path: Path) -> str:
     return f"{head} {tail}".strip() if head else tail
 
 
-def _is_templated(value: Any) -> bool:
-    return is_template(value)
-
-
 def schema_problems(
     schema_validator: Any,
     instance: Any,
@@ -119,7 +115,7 @@ def schema_problems(
     problems: list[Problem] = []
     for err in schema_validator.iter_errors(instance):
         path = base + tuple(err.absolute_path)
-        if templated and _is_templated(err.instance):
+        if templated and is_template(err.instance):
             continue
         problems.extend(_convert(err, path, source, data))
     return problems

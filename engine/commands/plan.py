@@ -250,12 +250,7 @@ class _Planner:
             uses.update(dict.fromkeys(analysis.steps))
             secrets.update(dict.fromkeys(analysis.secrets))
         planned: dict[str, Any] = {
-            "id": step.id,
-            "name": step.name,
-            "section": "finally" if step.is_finally else "steps",
-            "provider": step.provider,
-            "provider_type": step.provider_type,
-            "dispatch": step.style,
+            **step.identity(),
             "endpoint": endpoint,
             "when": self.when(step),
             "uses": [f"steps.{s}" for s in uses],
