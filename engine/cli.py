@@ -8,6 +8,7 @@ bug is one line and exit 3 (the traceback with ``--debug``); Ctrl-C is 130.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 
@@ -49,9 +50,13 @@ def run(file: str, var_pairs: tuple[str, ...], vars_file: str | None,
         junit_path: str | None, summary_path: str | None) -> int:
     """Validate FILE, then run its steps in order and write a results manifest."""
     from engine.commands.run import run as run_command
-    from engine.reports import reporting_errors
 
-    with reporting_errors(file, junit_path, summary_path):  # exit 2 still leaves the reports
+    reports: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if junit_path or summary_path:
+        from engine.reports import reporting_errors
+
+        reports = reporting_errors(file, junit_path, summary_path)  # exit 2 still leaves the reports
+    with reports:
         return run_command(file, var_pairs=var_pairs, vars_file=vars_file,
                            manifest_path=manifest_path, emulate=emulate, json_output=json_output,
                            resume=resume, junit_path=junit_path, summary_path=summary_path)

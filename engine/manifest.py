@@ -17,7 +17,6 @@ import os
 import secrets as _secrets
 import subprocess
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from engine import __version__
@@ -38,9 +37,16 @@ __all__ = [
 ]
 
 
+_SECOND: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def now_rfc3339() -> str:
-    """The current UTC time, RFC 3339 with milliseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time, RFC 3339 with milliseconds (``2026-11-23T09:35:12.345Z``)."""
+    now = time.time()
+    second = int(now)
+    if second != _SECOND[0]:  # a step takes milliseconds: format the date once a second
+        _SECOND[:] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_SECOND[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def new_run_id() -> str:

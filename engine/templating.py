@@ -223,10 +223,10 @@ class _Compiled:
     """One template source: its analysis and how to render it.
 
     Most runbook templates are lookups (``{{ steps.a.output.id }}``) inside
-    text. Those are rendered by walking the path with the sandbox's own
+    text. Those are rendered by walking the path, never compiled: items of
+    plain mappings and lists directly, anything else with the sandbox's own
     ``getattr``/``getitem`` (the same lookups, checks and errors as Jinja's
-    generated code) and never compiled; anything else is compiled by Jinja
-    once, on first use.
+    generated code). Any other template is compiled by Jinja once, on first use.
     """
 
     __slots__ = ("source", "analysis", "_expression", "_template", "_parts", "_lone")
@@ -241,29 +241,34 @@ class _Compiled:
         self._lone = expression is not None and parts is not None and len(parts) == 1
 
     @staticmethod
-    def _lookup(env: ImmutableSandboxedEnvironment, context: Mapping[str, Any], path: _Path) -> Any:
-        from jinja2 import Undefined, UndefinedError
-
+    def _lookup(templates: Templates, context: Mapping[str, Any], path: _Path) -> Any:
         name, ops = path
-        if name not in context:
-            raise UndefinedError(f"{name!r} is undefined")
-        value = context[name]
+        value = context.get(name, _MISSING)
         for is_attribute, key in ops:
-            value = env.getattr(value, key) if is_attribute else env.getitem(value, key)
-            if isinstance(value, Undefined):
-                value._fail_with_undefined_error()
+            # JSON data, the usual case: a key of a mapping, an index of a list. The
+            # sandbox returns the same item, so Jinja is neither needed nor imported.
+            if isinstance(value, dict) and key in value:
+                value = value[key]
+            elif isinstance(value, list) and not is_attribute and type(key) is int and key < len(value):
+                value = value[key]
+            else:
+                return _sandboxed_lookup(templates.env, context, path)
+        if value is _MISSING:
+            return _sandboxed_lookup(templates.env, context, path)
         return value
 
-    def render(self, env: ImmutableSandboxedEnvironment, context: Mapping[str, Any]) -> Any:
+    def render(self, templates: Templates, context: Mapping[str, Any]) -> Any:
+        """The rendered value (native for a lone expression, else a string)."""
         parts = self._parts
         if parts is not None:
             if self._lone:
-                return self._lookup(env, context, parts[0])
+                return self._lookup(templates, context, parts[0])
             return "".join(
-                p if isinstance(p, str) else str(self._lookup(env, context, p)) for p in parts
+                p if isinstance(p, str) else str(self._lookup(templates, context, p)) for p in parts
             )
         from jinja2 import Undefined
 
+        env = templates.env
         if self._expression is not None:
             if isinstance(self._expression, str):
                 self._expression = env.compile_expression(
@@ -276,6 +281,25 @@ class _Compiled:
         if self._template is None:
             self._template = env.from_string(self.source)
         return self._template.render(context)
+
+
+_MISSING = object()
+
+
+def _sandboxed_lookup(env: ImmutableSandboxedEnvironment, context: Mapping[str, Any], path: _Path) -> Any:
+    """Walk ``path`` with the sandbox's ``getattr``/``getitem``: the same checks and errors as
+    Jinja's generated code, for whatever is not plain JSON data (or is missing)."""
+    from jinja2 import Undefined, UndefinedError
+
+    name, ops = path
+    if name not in context:
+        raise UndefinedError(f"{name!r} is undefined")
+    value = context[name]
+    for is_attribute, key in ops:
+        value = env.getattr(value, key) if is_attribute else env.getitem(value, key)
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()
+    return value
 
 
 def _make_environment() -> ImmutableSandboxedEnvironment:
@@ -364,7 +388,7 @@ class Templates:
         """Render one template string to its (native, for a lone expression) value."""
         compiled = self.compile(source)
         try:
-            return compiled.render(self.env, context)
+            return compiled.render(self, context)
         except Exception as exc:  # jinja2 raises many types; all mean "did not render"
             raise TemplateError(_describe(exc)) from None
 

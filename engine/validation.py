@@ -10,10 +10,12 @@ Nothing here imports httpx or a provider's code.
 from __future__ import annotations
 
 import difflib
+import functools
+import gc
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from engine.conformance import SchemaChecker
 from engine.errors import LocatedErrors, Problem
@@ -33,6 +35,30 @@ __all__ = [
     "schema_problems",
     "suggest",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _gc_paused(func: _F) -> _F:
+    """Run ``func`` with the cyclic garbage collector paused.
+
+    Loading allocates tens of thousands of small containers, keeps all of them
+    and makes no cycles; each automatic collection would walk the growing heap
+    again, which made loading a 2,000-step runbook about twice as slow.
+    """
+
+    @functools.wraps(func)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if not gc.isenabled():
+            return func(*args, **kwargs)
+        gc.disable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused  # type: ignore[return-value]
+
 
 _JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
 _JSON_NAMES = {
@@ -630,6 +656,7 @@ def lint_document(doc: Document, templates: Templates, provided_vars: Iterable[s
     return sorted(_Linter(doc, templates, provided_vars).run())
 
 
+@_gc_paused
 def check_file(path: str, templates: Templates | None = None, *,
                provided_vars: Iterable[str] = ()) -> list[Problem]:
     """Every problem of one file, errors and warnings, sorted (what ``validate`` prints)."""
@@ -642,6 +669,7 @@ def check_file(path: str, templates: Templates | None = None, *,
     return sorted(problems)
 
 
+@_gc_paused
 def load_checked(path: str, templates: Templates, *,
                  provided_vars: Iterable[str] = ()) -> tuple[Runbook, list[Problem]]:
     """Like :func:`load_runbook`, and the warnings too; errors (with the warnings) raise."""
@@ -721,6 +749,7 @@ def build_runbook(doc: Document, path: str) -> Runbook:
     )
 
 
+@_gc_paused
 def load_runbook(path: str, templates: Templates | None = None) -> tuple[Runbook, Templates]:
     """Load, validate and build ``path``; raise :class:`LocatedErrors` with every problem."""
     templates = templates or Templates()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
 from engine.templating import REDACTED, TemplateError, Templates, render_value
+from tests.conftest import base_env
 
 CONTEXT = {
     "vars": {"n": 3, "name": "jane", "flag": False, "items": [1, 2]},
@@ -98,6 +105,16 @@ def test_analysis_finds_step_and_secret_references() -> None:
         "{{ steps.a.output.id.nope }}",
         "{{ steps.a.output.__class__ }}",
         "x{{ steps.a.output.tags[5] }}",
+        "{{ steps.a.output.tags[0] }}",
+        "{{ steps.a.output['id'] }}",
+        "{{ steps.a.output.nested.k.x }}",
+        "{{ vars.name[0] }}",
+        "{{ vars.items[1] }}",
+        "{{ vars.keys }}",
+        "{{ secrets['TOKEN'] }}",
+        "{{ run.nope }}",
+        "{{ steps.b }}",
+        "{{ steps['a'].output.id[0] }}",
     ],
 )
 def test_fast_lookups_render_exactly_as_jinja_does(source: str) -> None:
@@ -154,3 +171,39 @@ def test_anything_else_goes_to_jinja(source: str) -> None:
     from engine.templating import _lex_lookups
 
     assert _lex_lookups(source) is None
+
+
+def test_a_run_of_lookups_never_imports_jinja(tmp_path: Path) -> None:
+    """Plain lookups are walked over the JSON data; Jinja is loaded only for real templates."""
+    runbook = tmp_path / "lookups.yml"
+    runbook.write_text(textwrap.dedent("""\
+        version: 1
+        name: lookups
+        providers:
+          mb: {type: membrane, token: test-token-123456}
+        steps:
+          - id: a
+            provider: mb
+            dispatch: {id: echo}
+            input: {n: 1, tags: [x, y]}
+          - id: b
+            provider: mb
+            dispatch: {id: echo}
+            input: {n: "{{ steps.a.output.n }}", tag: "tag={{ steps.a.output['tags'][1] }}"}
+        outputs:
+          n: "{{ steps.b.output.n }}"
+    """))
+    code = (
+        "import sys\n"
+        "from engine.cli import main\n"
+        f"code = main(['run', {str(runbook)!r}, '--emulate', '--manifest', 'm.json'])\n"
+        "sys.stderr.write('jinja2 imported: %s\\n' % ('jinja2' in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=base_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "jinja2 imported: False" in proc.stderr
+    manifest = json.loads((tmp_path / "m.json").read_text())
+    assert manifest["steps"][1]["request"]["input"] == {"n": 1, "tag": "tag=y"}
+    assert manifest["outputs"] == {"n": 1}

@@ -157,7 +157,7 @@ class _Planner:
 
     def _raw(self, source: str) -> Any:
         """Render ``source`` with the plan context; exceptions are not translated."""
-        return self.templates.compile(source).render(self.templates.env, self.context)
+        return self.templates.compile(source).render(self.templates, self.context)
 
     def _deferred(self, source: str) -> bool:
         names = self.templates.compile(source).analysis.names
