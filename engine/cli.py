@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import traceback
 
 import click
 
@@ -143,6 +142,8 @@ def replay(manifest: str, step_ids: tuple[str, ...], from_run_log: str | None,
 
 def _report_internal(exc: BaseException, debug: bool) -> None:
     if debug:
+        import traceback
+
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     else:
         sys.stderr.write(

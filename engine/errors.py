@@ -15,14 +15,13 @@ before raising, so a user sees every mistake of a file at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Problem", "RunbookError", "LocatedErrors", "ManifestError", "InternalError"]
 
 
-@dataclass(frozen=True, order=True)
-class Problem:
-    """One mistake at a position in a file (1-based line and column)."""
+class Problem(NamedTuple):
+    """One mistake at a position in a file (1-based line and column); sorts by position."""
 
     file: str
     line: int

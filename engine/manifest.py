@@ -30,6 +30,7 @@ __all__ = [
     "now_rfc3339",
     "request_sha256",
     "step_record",
+    "GitProbe",
     "git_info",
     "header",
     "read_manifest",
@@ -54,9 +55,14 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + _secrets.token_hex(3)
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
 def _dumps(value: Any, indent: int | None = None) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, indent=indent,
-                      separators=None if indent else (",", ":"))
+    if indent is None:
+        return _COMPACT.encode(value)
+    return json.dumps(value, ensure_ascii=False, default=str, indent=indent)
 
 
 def request_sha256(request: Any, target: str = "") -> str:
@@ -65,32 +71,53 @@ def request_sha256(request: Any, target: str = "") -> str:
     ``target`` names the endpoint (a provider's base URL, project and environment), so a
     resume against another environment does not take a step for done.
     """
-    canonical = json.dumps([target, request], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode([target, request]).encode("utf-8")).hexdigest()
+
+
+class GitProbe:
+    """``git status`` of a runbook's file, started at once and read when the manifest begins.
+
+    Git runs while the runbook is loaded and validated, so a run does not wait for it.
+    """
+
+    def __init__(self, path: str) -> None:
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            self._proc: subprocess.Popen[str] | None = subprocess.Popen(
+                ["git", "-C", folder, "status", "--porcelain=v2", "--branch", "--", os.path.basename(path)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )
+        except OSError:
+            self._proc = None
+
+    def result(self) -> dict[str, Any] | None:
+        """The commit of the repository holding the file and whether the file differs from it."""
+        if self._proc is None:
+            return None
+        try:
+            out, _ = self._proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            return None
+        finally:
+            proc, self._proc = self._proc, None
+        if proc.returncode != 0:
+            return None
+        commit: str | None = None
+        dirty = False
+        for line in out.splitlines():
+            if line.startswith("# branch.oid "):
+                oid = line.split()[2]
+                commit = None if oid == "(initial)" else oid
+            elif line and not line.startswith("#"):
+                dirty = True
+        return {"commit": commit, "dirty": dirty}
 
 
 def git_info(path: str) -> dict[str, Any] | None:
     """The commit of the repository holding ``path`` and whether the file differs from it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        out = subprocess.run(
-            ["git", "-C", folder, "status", "--porcelain=v2", "--branch", "--",
-             os.path.basename(path)],
-            capture_output=True, text=True, timeout=5, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    commit: str | None = None
-    dirty = False
-    for line in out.stdout.splitlines():
-        if line.startswith("# branch.oid "):
-            oid = line.split()[2]
-            commit = None if oid == "(initial)" else oid
-        elif line and not line.startswith("#"):
-            dirty = True
-    return {"commit": commit, "dirty": dirty}
+    return GitProbe(path).result()
 
 
 def step_record(result: StepResult) -> dict[str, Any]:
@@ -140,9 +167,9 @@ def scrubbed_line(record: dict[str, Any], redactor: Redactor) -> tuple[dict[str,
 
 
 def header(run_id: str, started_at: str, runbook_path: str, runbook_name: str, sha256: str,
-           vars: dict[str, Any], *, resumed_from: str | None = None,
+           vars: dict[str, Any], git: dict[str, Any] | None, *, resumed_from: str | None = None,
            emulated: bool = False) -> dict[str, Any]:
-    """A manifest with no steps yet and ``run.status: running``."""
+    """A manifest with no steps yet and ``run.status: running``; ``git`` from :class:`GitProbe`."""
     run: dict[str, Any] = {
         "id": run_id,
         "status": "running",
@@ -158,7 +185,7 @@ def header(run_id: str, started_at: str, runbook_path: str, runbook_name: str, s
         "engine": {"name": "runbook", "version": __version__},
         "run": run,
         "runbook": {"path": runbook_path, "name": runbook_name, "sha256": sha256,
-                    "git": git_info(runbook_path)},
+                    "git": git},
         "vars": vars,
         "steps": [],
         "outputs": {},

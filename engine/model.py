@@ -1,10 +1,14 @@
-"""Frozen data built from a validated runbook, and the results of running it."""
+"""Frozen data built from a validated runbook, and the results of running it.
+
+Records are :class:`~typing.NamedTuple` s (and one class with slots): a runbook of
+thousands of steps builds thousands of them, and NamedTuples cost a fraction of
+dataclasses to define at import and to create.
+"""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.loader import SourceMap
 
@@ -31,8 +35,7 @@ def parse_duration(value: float | int | str) -> float:
     return float(value[: -len(unit)]) * _UNITS[unit]
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """When and how often a step is tried again (SPEC §3)."""
 
     attempts: int = 1
@@ -43,8 +46,7 @@ class RetryPolicy:
     on: frozenset[str] = frozenset({"connection", "429"})
 
 
-@dataclass(frozen=True)
-class ProviderSpec:
+class ProviderSpec(NamedTuple):
     """A named provider instance: its type and its (templated) configuration."""
 
     name: str
@@ -53,8 +55,7 @@ class ProviderSpec:
     path: tuple = ()
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One validated step, its templated fields still unrendered."""
 
     id: str
@@ -86,8 +87,7 @@ class Step:
         }
 
 
-@dataclass(frozen=True)
-class Runbook:
+class Runbook(NamedTuple):
     """A validated runbook."""
 
     path: str
@@ -114,8 +114,7 @@ class Status(str, enum.Enum):
     RUNNING = "running"
 
 
-@dataclass
-class Attempt:
+class Attempt(NamedTuple):
     """One try of a step."""
 
     number: int
@@ -125,8 +124,7 @@ class Attempt:
     error: str | None = None
 
 
-@dataclass
-class StepError:
+class StepError(NamedTuple):
     """A step's typed failure (see :mod:`engine.providers.base` for the types)."""
 
     type: str
@@ -147,25 +145,28 @@ class StepError:
         return out
 
 
-@dataclass
 class StepResult:
-    """What happened to one step; the runner's only output per step."""
+    """What happened to one step; the runner's only output per step (filled in as it runs)."""
 
-    step: Step
-    status: Status
-    started_at: str | None = None
-    finished_at: str | None = None
-    duration_ms: int = 0
-    attempts: list[Attempt] = field(default_factory=list)
-    request: Any = None
-    request_sha256: str | None = None
-    output: Any = None
-    exports: dict[str, Any] = field(default_factory=dict)
-    logs: list[Any] = field(default_factory=list)
-    run_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    error: StepError | None = None
-    reused_from: str | None = None
+    __slots__ = ("step", "status", "started_at", "finished_at", "duration_ms", "attempts", "request",
+                 "request_sha256", "output", "exports", "logs", "run_id", "extra", "error", "reused_from")
+
+    def __init__(self, step: Step, status: Status, started_at: str | None = None, request: Any = None) -> None:
+        self.step = step
+        self.status = status
+        self.started_at = started_at
+        self.finished_at: str | None = None
+        self.duration_ms = 0
+        self.attempts: list[Attempt] = []
+        self.request = request
+        self.request_sha256: str | None = None
+        self.output: Any = None
+        self.exports: dict[str, Any] = {}
+        self.logs: list[Any] = []
+        self.run_id: str | None = None
+        self.extra: dict[str, Any] = {}
+        self.error: StepError | None = None
+        self.reused_from: str | None = None
 
     def context(self) -> dict[str, Any]:
         """The step as later templates see it: ``steps.<id>``."""

@@ -9,8 +9,7 @@ dummy credentials, and secrets that are not set get placeholder values.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.conformance import SchemaChecker
 from engine.errors import LocatedErrors, Problem
@@ -22,15 +21,14 @@ from engine.templating import TemplateError, Templates, iter_templates, render_v
 __all__ = ["Prepared", "preflight", "secret_references"]
 
 
-@dataclass
-class Prepared:
+class Prepared(NamedTuple):
     """Providers ready to send, the redactor that knows every secret, and notices."""
 
     providers: dict[str, Provider]
     redactor: Redactor
     environ: dict[str, str]
-    notices: list[str] = field(default_factory=list)
-    targets: dict[str, str] = field(default_factory=dict)
+    notices: list[str]
+    targets: dict[str, str]
 
 
 def _used_providers(runbook: Runbook) -> list[str]:

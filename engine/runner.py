@@ -11,8 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from engine.conformance import SchemaChecker
 from engine.manifest import now_rfc3339, request_sha256
@@ -70,15 +69,14 @@ class Observer(Protocol):
     def step_finished(self, result: StepResult) -> None: ...
 
 
-@dataclass
-class RunOutcome:
+class RunOutcome(NamedTuple):
     """The whole run: its status, every step's result, and the runbook outputs."""
 
     status: Status
     results: list[StepResult]
-    outputs: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    internal_error: BaseException | None = None
+    outputs: dict[str, Any]
+    error: str | None
+    internal_error: BaseException | None
 
 
 class _StepFailed(Exception):

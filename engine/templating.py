@@ -19,8 +19,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # jinja2 is imported when a template needs it, not to validate lookups
     from jinja2 import nodes
@@ -77,8 +76,7 @@ class TemplateError(Exception):
     """A template that does not compile or does not render."""
 
 
-@dataclass(frozen=True)
-class Analysis:
+class Analysis(NamedTuple):
     """What a template refers to, found in its syntax tree without rendering it."""
 
     names: frozenset[str]

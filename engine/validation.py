@@ -681,9 +681,12 @@ def load_checked(path: str, templates: Templates, *,
     return build_runbook(doc, path), warnings
 
 
+_NO_RETRY = RetryPolicy()
+
+
 def _retry(raw: dict[str, Any] | None) -> RetryPolicy:
     if not raw:
-        return RetryPolicy()
+        return _NO_RETRY
     kwargs: dict[str, Any] = {}
     if "attempts" in raw:
         kwargs["attempts"] = raw["attempts"]

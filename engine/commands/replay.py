@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -10,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from engine.errors import ManifestError, RunbookError
-from engine.manifest import header, read_manifest
+from engine.manifest import git_info, header, read_manifest
 from engine.model import Status
 from engine.providers.base import ProviderError
 from engine.recording import Recording
@@ -78,12 +77,12 @@ def replay(
         raise RunbookError(f"replay: {manifest_path} records no request to send")
 
     selected = tuple(steps[r["id"]] for r in chosen)
-    trimmed = dataclasses.replace(runbook, steps=selected, finally_steps=(), outputs={})
+    trimmed = runbook._replace(steps=selected, finally_steps=(), outputs={})
     run_info = new_run_info()
     lines = stderr if json_output else stdout
     with prepared_run(trimmed, templates, previous["vars"], run_info, emulate) as prepared:
         manifest = header(run_info["id"], run_info["started_at"], runbook_path, runbook.name,
-                          runbook.sha256, previous["vars"], emulated=emulate)
+                          runbook.sha256, previous["vars"], git_info(runbook_path), emulated=emulate)
         manifest["run"]["replay_of"] = previous["run"]["id"]
         recording = Recording(out_path or default_manifest_path(run_info["id"]), manifest,
                               prepared.redactor, lines, trimmed)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from engine.errors import InternalError, ManifestError
-from engine.manifest import header, new_run_id, now_rfc3339, read_manifest
+from engine.manifest import GitProbe, header, new_run_id, now_rfc3339, read_manifest
 from engine.model import Runbook, Status
 from engine.preflight import Prepared, preflight
 from engine.recording import Recording
@@ -95,8 +95,12 @@ def run(
     stderr: TextIO = sys.stderr,
 ) -> int:
     """Run ``file``; return the exit code (0, 1 or 130; 2 is raised as RunbookError)."""
+    git = GitProbe(file)  # git runs while the runbook is loaded
     templates = Templates()
-    runbook, _ = load_runbook(file, templates)
+    try:
+        runbook, _ = load_runbook(file, templates)
+    finally:
+        repository = git.result()
     variables = resolve_vars(runbook.vars, vars_file, var_pairs)
     previous = _previous_run(resume, runbook.name) if resume else None
     gc.freeze()  # what is loaded so far lives for the whole run: keep it out of every collection
@@ -107,7 +111,7 @@ def run(
             stderr.write(notice + "\n")
         path = manifest_path or default_manifest_path(run_info["id"])
         manifest = header(run_info["id"], run_info["started_at"], file, runbook.name,
-                          runbook.sha256, variables, emulated=emulate,
+                          runbook.sha256, variables, repository, emulated=emulate,
                           resumed_from=previous["run"]["id"] if previous else None)
         recording = Recording(path, manifest, prepared.redactor, lines, runbook)
         runner = Runner(

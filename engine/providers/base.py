@@ -23,8 +23,7 @@ Error types (``ProviderError.type``)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 __all__ = ["ActionCall", "ActionResult", "ProviderError", "Provider", "Redactor", "ERROR_TYPES"]
 
@@ -44,8 +43,7 @@ ERROR_TYPES = (
 )
 
 
-@dataclass(frozen=True)
-class ActionCall:
+class ActionCall(NamedTuple):
     """A rendered step, as handed to a provider."""
 
     style: str
@@ -54,16 +52,23 @@ class ActionCall:
     options: Mapping[str, Any]
 
 
-@dataclass
 class ActionResult:
     """A provider's answer to a successful call."""
 
-    output: Any
-    run_id: str | None = None
-    exports: dict[str, Any] = field(default_factory=dict)
-    logs: list[Any] = field(default_factory=list)
-    http_status: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("output", "run_id", "exports", "logs", "http_status", "extra")
+
+    def __init__(self, output: Any, run_id: str | None = None, exports: dict[str, Any] | None = None,
+                 logs: list[Any] | None = None, http_status: int | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.output = output
+        self.run_id = run_id
+        self.exports = {} if exports is None else exports
+        self.logs = [] if logs is None else logs
+        self.http_status = http_status
+        self.extra = {} if extra is None else extra
+
+    def __repr__(self) -> str:
+        return f"ActionResult(output={self.output!r}, run_id={self.run_id!r}, http_status={self.http_status!r})"
 
 
 class ProviderError(Exception):

@@ -10,9 +10,8 @@ that is not built in, since scanning entry points costs start-up time.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.schemas import load_schema
 
@@ -28,8 +27,7 @@ BUILTIN: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class TypeInfo:
+class TypeInfo(NamedTuple):
     """What validation needs to know about a provider type."""
 
     name: str
@@ -37,11 +35,11 @@ class TypeInfo:
     api_targets: tuple[str, ...]
     config_schema: dict[str, Any]
     options_schema: dict[str, Any]
-    style_hint: str | None = None
+    style_hint: str | None
     #: Per dispatch style: ``{"allowed": [...], "required": [...]}`` option names (``with:``).
-    style_options: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    style_options: dict[str, dict[str, list[str]]]
     #: Options that a step may leave to the provider block's config key of the same name.
-    options_from_config: tuple[str, ...] = ()
+    options_from_config: tuple[str, ...]
 
 
 def _from_class(name: str, cls: Any) -> TypeInfo:
