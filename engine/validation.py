@@ -9,7 +9,6 @@ Nothing here imports httpx or a provider's code.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import gc
 import hashlib
@@ -84,6 +83,8 @@ def _bool_fix(word: str) -> str:
 
 def suggest(word: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when a candidate is close to ``word``, else ``""``."""
+    import difflib  # only a runbook with a mistake needs it
+
     match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
