@@ -2,55 +2,56 @@
 
 Importing jsonschema costs 50-100 ms, more than the rest of ``runbook validate``
 on a small file. Most input is valid, so :class:`SchemaChecker` first asks
-:func:`conforms`, a small interpreter of the keywords our schemas use, and
-builds a jsonschema validator only when the answer is not a plain yes: to
-locate and word the problems, or for a keyword it does not know. It must never
-say yes where jsonschema says no; ``tests/test_conformance.py`` compares the two
-on every example and on thousands of mutated documents.
+:func:`conforms`, which compiles the keywords our schemas use into closures
+(once per schema object), and builds a jsonschema validator only when the
+answer is not a plain yes: to locate and word the problems, or for a keyword
+it does not know. It must never say yes where jsonschema says no;
+``tests/test_conformance.py`` compares the two on every example and on
+thousands of mutated documents.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator
-from functools import cache
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["conforms", "SchemaChecker"]
 
+Check = Callable[[Any], bool]
+
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "$defs", "title", "description",
                           "examples", "default", "format", "deprecated", "readOnly", "writeOnly"})
+_KEYWORDS = frozenset({"type", "enum", "const", "allOf", "anyOf", "oneOf", "not",
+                       "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
+                       "exclusiveMaximum", "items", "minItems", "maxItems", "properties",
+                       "additionalProperties", "required", "propertyNames", "minProperties", "maxProperties"})
 
 
 class _Unsure(Exception):
     """A keyword this checker does not interpret: let jsonschema decide."""
 
 
-@cache
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _always(value: Any) -> bool:
+    return True
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _unsure(value: Any) -> bool:
+    raise _Unsure
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _is_type(value: Any, name: str) -> bool:
-    if name == "string":
-        return isinstance(value, str)
-    if name == "object":
-        return isinstance(value, dict)
-    if name == "array":
-        return isinstance(value, list)
-    if name == "boolean":
-        return isinstance(value, bool)
-    if name == "null":
-        return value is None
-    if name == "number":
-        return _is_number(value)
-    if name == "integer":
-        return _is_number(value) and (isinstance(value, int) or float(value).is_integer())
-    raise _Unsure(name)
+def _is_integer(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -66,89 +67,229 @@ def _equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _check(schema: Any, value: Any) -> bool:
-    if schema is True:
+def _all(checks: list[Check]) -> Check:
+    """One check passed by the values that pass every one of ``checks``."""
+    if not checks:
+        return _always
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda value: first(value) and second(value)
+    every = tuple(checks)
+
+    def check(value: Any) -> bool:
+        for one in every:
+            if not one(value):
+                return False
         return True
-    if schema is False:
-        return False
-    for key, arg in schema.items():
-        if key in _ANNOTATIONS:
-            continue
-        if key == "type":
-            if not any(_is_type(value, t) for t in ([arg] if isinstance(arg, str) else arg)):
+
+    return check
+
+
+_CLASSES: dict[str, type] = {"string": str, "object": dict, "array": list, "boolean": bool, "null": type(None)}
+
+
+def _type(arg: Any) -> Check:
+    """The ``type`` keyword: an ``isinstance`` test, plus the number and integer rules."""
+    names = [arg] if isinstance(arg, str) else arg
+    if not all(isinstance(name, str) and (name in _CLASSES or name in ("number", "integer")) for name in names):
+        return _unsure
+    classes = tuple(_CLASSES[name] for name in names if name in _CLASSES)
+    if "number" in names:
+        numeric = _is_number
+    elif "integer" in names:
+        numeric = _is_integer
+    else:
+        return lambda value: isinstance(value, classes)
+    if not classes:
+        return numeric
+    return lambda value: isinstance(value, classes) or numeric(value)
+
+
+def _enum(options: list[Any]) -> Check:
+    """The ``enum`` keyword (and ``const``, one option) with JSON equality; strings by set lookup."""
+    if not isinstance(options, list):
+        return _unsure
+    if all(isinstance(option, str) for option in options):
+        names = frozenset(options)
+        return lambda value: isinstance(value, str) and value in names
+    return lambda value: any(_equal(value, option) for option in options)
+
+
+def _bounds(schema: dict[str, Any], low: str, high: str) -> tuple[Any, Any]:
+    """The least and greatest size a pair of keywords such as minItems and maxItems allow."""
+    return schema.get(low, 0), schema.get(high, sys.maxsize)
+
+
+def _string(schema: dict[str, Any], must_be: bool) -> Check | None:
+    """The string keywords as one check (None: there are none); other values pass unless ``must_be``."""
+    if not schema.keys() & {"minLength", "maxLength", "pattern"}:
+        return None
+    fewest, most = _bounds(schema, "minLength", "maxLength")
+    search = re.compile(schema["pattern"]).search if "pattern" in schema else None
+
+    def check(value: Any) -> bool:
+        if not isinstance(value, str):
+            return not must_be
+        return fewest <= len(value) <= most and (search is None or search(value) is not None)
+
+    return check
+
+
+def _number(schema: dict[str, Any], must_be: bool) -> Check | None:
+    """The number keywords as one check (None: there are none); other values pass unless ``must_be``."""
+    if not schema.keys() & {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}:
+        return None
+    low, high = schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
+    above, below = schema.get("exclusiveMinimum", -math.inf), schema.get("exclusiveMaximum", math.inf)
+
+    def check(value: Any) -> bool:
+        if not _is_number(value):
+            return not must_be
+        return low <= value <= high and above < value < below
+
+    return check
+
+
+def _array(schema: dict[str, Any], must_be: bool) -> Check | None:
+    """The array keywords as one check (None: there are none); other values pass unless ``must_be``."""
+    if not schema.keys() & {"minItems", "maxItems", "items"}:
+        return None
+    fewest, most = _bounds(schema, "minItems", "maxItems")
+    item = _unless_always(_compile(schema.get("items", True)))
+
+    def check(value: Any) -> bool:
+        if not isinstance(value, list):
+            return not must_be
+        return fewest <= len(value) <= most and (item is None or all(map(item, value)))
+
+    return check
+
+
+def _object(schema: dict[str, Any], must_be: bool) -> Check | None:
+    """The object keywords as one check (None: there are none); other values pass unless ``must_be``.
+
+    ``properties`` and ``additionalProperties`` are checked in one pass over the
+    object's own members.
+    """
+    if not schema.keys() & {"minProperties", "maxProperties", "required", "propertyNames",
+                            "properties", "additionalProperties"}:
+        return None
+    fewest, most = _bounds(schema, "minProperties", "maxProperties")
+    required = tuple(schema.get("required", ()))
+    name = _unless_always(_compile(schema.get("propertyNames", True)))
+    # None: no check. A property anything satisfies maps to None too, so it still is not "additional".
+    known = {key: _unless_always(_compile(sub)) for key, sub in schema.get("properties", {}).items()}
+    additional = _unless_always(_compile(schema.get("additionalProperties", True)))
+    members = additional is not None or any(known.values())
+
+    def check(value: Any) -> bool:
+        if not isinstance(value, dict):
+            return not must_be
+        if not fewest <= len(value) <= most:
+            return False
+        for key in required:
+            if key not in value:
                 return False
-        elif key == "properties":
-            if isinstance(value, dict) and not all(
-                    _check(sub, value[k]) for k, sub in arg.items() if k in value):
-                return False
-        elif key == "additionalProperties":
-            if isinstance(value, dict):
-                if "patternProperties" in schema:
-                    raise _Unsure(key)
-                known = schema.get("properties", {})
-                if not all(_check(arg, v) for k, v in value.items() if k not in known):
+        if name is not None and not all(map(name, value)):
+            return False
+        if members:
+            for key, member in value.items():
+                sub = known.get(key, additional)
+                if sub is not None and not sub(member):
                     return False
-        elif key == "required":
-            if isinstance(value, dict) and not all(k in value for k in arg):
-                return False
-        elif key == "enum":
-            if not any(_equal(value, option) for option in arg):
-                return False
-        elif key == "const":
-            if not _equal(value, arg):
-                return False
-        elif key == "pattern":
-            if isinstance(value, str) and not _regex(arg).search(value):
-                return False
-        elif key in _BOUNDS:
-            kinds, test = _BOUNDS[key]
-            if kinds(value) and not test(value, arg):
-                return False
-        elif key == "items":
-            if isinstance(value, list) and not all(_check(arg, v) for v in value):
-                return False
-        elif key == "propertyNames":
-            if isinstance(value, dict) and not all(_check(arg, k) for k in value):
-                return False
-        elif key == "allOf":
-            if not all(_check(sub, value) for sub in arg):
-                return False
-        elif key == "anyOf":
-            if not any(_check(sub, value) for sub in arg):
-                return False
-        elif key == "oneOf":
-            if sum(1 for sub in arg if _check(sub, value)) != 1:
-                return False
-        elif key == "not":
-            if _check(arg, value):
-                return False
-        else:
-            raise _Unsure(key)
-    return True
+        return True
+
+    return check
 
 
-def _sized(kind: type) -> Any:
-    return lambda v: isinstance(v, kind)
+def _unless_always(check: Check) -> Check | None:
+    return None if check is _always else check
 
 
-_BOUNDS: dict[str, tuple[Any, Any]] = {
-    "minimum": (_is_number, lambda v, a: v >= a),
-    "maximum": (_is_number, lambda v, a: v <= a),
-    "exclusiveMinimum": (_is_number, lambda v, a: v > a),
-    "exclusiveMaximum": (_is_number, lambda v, a: v < a),
-    "minLength": (_sized(str), lambda v, a: len(v) >= a),
-    "maxLength": (_sized(str), lambda v, a: len(v) <= a),
-    "minItems": (_sized(list), lambda v, a: len(v) >= a),
-    "maxItems": (_sized(list), lambda v, a: len(v) <= a),
-    "minProperties": (_sized(dict), lambda v, a: len(v) >= a),
-    "maxProperties": (_sized(dict), lambda v, a: len(v) <= a),
-}
+def _combinators(schema: dict[str, Any]) -> list[Check]:
+    """The checks of ``allOf``, ``anyOf``, ``oneOf`` and ``not``."""
+    checks: list[Check] = []
+    if "allOf" in schema:
+        checks.append(_all([_compile(sub) for sub in schema["allOf"]]))
+    if "anyOf" in schema:
+        branches = tuple(_compile(sub) for sub in schema["anyOf"])
+
+        def any_of(value: Any) -> bool:
+            for branch in branches:
+                if branch(value):
+                    return True
+            return False
+
+        checks.append(any_of)
+    if "oneOf" in schema:
+        choices = tuple(_compile(sub) for sub in schema["oneOf"])
+
+        def one_of(value: Any) -> bool:
+            matched = False
+            for choice in choices:
+                if choice(value):
+                    if matched:
+                        return False
+                    matched = True
+            return matched
+
+        checks.append(one_of)
+    if "not" in schema:
+        negated = _compile(schema["not"])
+        checks.append(lambda value: not negated(value))
+    return checks
+
+
+def _compile(schema: Any) -> Check:
+    """``schema`` as one predicate, its keywords read here once instead of on every call.
+
+    A schema with a keyword this checker does not know (or cannot read) compiles
+    to a check that raises :class:`_Unsure`, so the answer is "ask jsonschema"
+    exactly when that schema is reached.
+    """
+    if schema is True:
+        return _always
+    if schema is False:
+        return _never
+    if not isinstance(schema, dict) or not schema.keys() - _ANNOTATIONS <= _KEYWORDS:
+        return _unsure
+    try:
+        checks: list[Check] = []
+        only = schema.get("type")
+        if isinstance(only, list) and len(only) == 1:
+            only = only[0]
+        typed = "type" in schema
+        for kind, compile_kind in (("string", _string), ("number", _number), ("array", _array),
+                                   ("object", _object)):
+            if check := compile_kind(schema, must_be=kind == only):
+                checks.append(check)
+                typed = typed and kind != only  # the type check is part of this kind's check
+        if typed:
+            checks.insert(0, _type(schema["type"]))
+        if "enum" in schema:
+            checks.append(_enum(schema["enum"]))
+        if "const" in schema:
+            checks.append(_enum([schema["const"]]))
+        return _all(checks + _combinators(schema))
+    except (AttributeError, TypeError, re.error):
+        return _unsure
+
+
+_compiled: dict[int, tuple[Any, Check]] = {}  # id(schema) -> (schema, its check); schemas live as long anyway
 
 
 def conforms(schema: Any, value: Any) -> bool:
-    """True only when ``value`` surely conforms to ``schema`` (False: ask jsonschema)."""
+    """True only when ``value`` surely conforms to ``schema`` (False: ask jsonschema).
+
+    ``schema`` is compiled on first use and must not change afterwards.
+    """
+    entry = _compiled.get(id(schema))
+    if entry is None:  # the schema is kept with its check so that its id is not reused
+        entry = _compiled[id(schema)] = (schema, _compile(schema))
     try:
-        return _check(schema, value)
+        return entry[1](value)
     except _Unsure:
         return False
 

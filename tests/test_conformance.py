@@ -89,7 +89,46 @@ def test_every_example_conforms_without_jsonschema() -> None:
         ({"patternProperties": {"a": {}}}, {}, False),  # unknown keyword: ask jsonschema
         ({"type": ["number", "string"], "exclusiveMinimum": 0}, 0, False),
         ({"type": ["number", "string"], "exclusiveMinimum": 0}, "0", True),
+        ({"type": "number", "minimum": 1}, True, False),
+        ({"minimum": 1}, True, True),
+        ({"maxLength": 2}, "abc", False),
+        ({"minProperties": 1}, {}, False),
+        ({"required": ["a"]}, [], True),
+        ({"required": ["a"]}, {}, False),
+        ({"enum": [1, True, None, [1], {"a": 1}]}, 1.0, True),
+        ({"enum": [1, True, None, [1], {"a": 1}]}, [1.0], True),
+        ({"enum": [1, True, None, [1], {"a": 1}]}, 0, False),
+        ({"enum": [1, True, None, [1], {"a": 1}]}, {"a": True}, False),
+        # boolean schemas
+        (True, None, True),
+        (False, None, False),
+        ({"not": True}, 1, False),
+        ({"properties": {"a": False}}, {}, True),
+        ({"properties": {"a": False}}, {"a": 1}, False),
+        ({"properties": {"a": True}, "additionalProperties": False}, {"a": 1}, True),
+        ({"properties": {"a": True}, "additionalProperties": False}, {"b": 1}, False),
+        ({"items": False}, [], True),
+        ({"items": False}, [1], False),
+        # nested oneOf / anyOf
+        ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, 1, False),
+        ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, 1.5, True),
+        ({"anyOf": [{"oneOf": [{"const": 1}, {"const": 2}]}, {"type": "string"}]}, 2, True),
+        ({"anyOf": [{"oneOf": [{"const": 1}, {"const": 2}]}, {"type": "string"}]}, 3, False),
+        ({"oneOf": [{"anyOf": [{"type": "string"}, {"type": "null"}]}, {"const": None}]}, None, False),
+        ({"oneOf": [{"anyOf": [{"type": "string"}, {"type": "null"}]}, {"const": None}]}, "a", True),
+        # an unknown keyword (or one we cannot read) makes us unsure only where it is reached
+        ({"anyOf": [{"type": "string"}, {"if": {}, "type": "object"}]}, "x", True),
+        ({"anyOf": [{"type": "string"}, {"if": {}, "type": "object"}]}, {}, False),
+        ({"properties": {"a": {"dependentRequired": {}}}}, {}, True),
+        ({"properties": {"a": {"dependentRequired": {}}}}, {"a": 1}, False),
+        ({"anyOf": [{"type": "string"}, {"pattern": "("}]}, "x", True),
+        ({"type": ["string", "uuid"]}, 3, False),
+        ({"additionalProperties": False, "patternProperties": {"^a": {}}}, {"ab": 1}, False),
+        # prefixItems changes what items means: never decide a "not" on items alone
+        ({"not": {"items": {"type": "string"}, "prefixItems": [{"type": "integer"}]}}, [1], False),
     ],
 )
-def test_keywords(schema: dict, value: Any, expected: bool) -> None:
+def test_keywords(schema: Any, value: Any, expected: bool) -> None:
     assert conforms(schema, value) is expected
+    if expected:
+        assert Draft202012Validator(schema).is_valid(value)
