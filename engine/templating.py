@@ -171,19 +171,6 @@ def _lex_lookups(source: str) -> tuple[Any, ...] | None:
     return tuple(parts) if pos else None
 
 
-def _refs(paths: list[_Path], root: str) -> tuple[tuple[str, ...], bool]:
-    """Keys looked up on ``root`` by constant name; and whether ``root`` is used otherwise."""
-    found: list[str] = []
-    dynamic = False
-    for name, ops in paths:
-        if name == root:
-            if ops and isinstance(ops[0][1], str):
-                found.append(ops[0][1])
-            else:
-                dynamic = True
-    return tuple(dict.fromkeys(found)), dynamic
-
-
 def _tree_paths(tree: nodes.Template) -> tuple[list[_Path], set[str], bool]:
     """Lookups on a name by a constant key, names used otherwise (as ``(name, ())``),
     the names loaded, and whether the template assigns any name."""
@@ -210,11 +197,21 @@ def _tree_paths(tree: nodes.Template) -> tuple[list[_Path], set[str], bool]:
 
 
 def _analysis(paths: list[_Path], names: frozenset[str]) -> Analysis:
-    steps, dyn_steps = _refs(paths, "steps")
-    secrets, dyn_secrets = _refs(paths, "secrets")
-    vars_, _ = _refs(paths, "vars")
-    return Analysis(names=names, steps=steps, secrets=secrets, vars=vars_,
-                    dynamic_steps=dyn_steps, dynamic_secrets=dyn_secrets)
+    """Keys looked up by constant name on ``steps``, ``secrets`` and ``vars`` (in order, once
+    each), and whether ``steps`` or ``secrets`` is used any other way."""
+    found: dict[str, dict[str, None]] = {"steps": {}, "secrets": {}, "vars": {}}
+    dynamic: set[str] = set()
+    for name, ops in paths:
+        keys = found.get(name)
+        if keys is None:
+            continue
+        if ops and isinstance(ops[0][1], str):
+            keys[ops[0][1]] = None
+        else:
+            dynamic.add(name)
+    return Analysis(names=names, steps=tuple(found["steps"]), secrets=tuple(found["secrets"]),
+                    vars=tuple(found["vars"]), dynamic_steps="steps" in dynamic,
+                    dynamic_secrets="secrets" in dynamic)
 
 
 class _Compiled:

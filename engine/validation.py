@@ -59,7 +59,8 @@ def _gc_paused(func: _F) -> _F:
     return paused  # type: ignore[return-value]
 
 
-_JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+#: Names a template may use: the context, and Jinja's own globals.
+_KNOWN_NAMES = frozenset({*CONTEXT_NAMES, "range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
 _JSON_NAMES = {
     "object": "a mapping",
     "array": "a list",
@@ -411,13 +412,12 @@ class _Checker:
             analysis = self.compile(path, src)
             if analysis is None:
                 continue
-            for name in sorted(analysis.names - _JINJA_GLOBALS):
-                if name not in CONTEXT_NAMES:
-                    self.error(
-                        path,
-                        f"unknown name {name!r}{suggest(name, CONTEXT_NAMES)} in template; "
-                        f"available: {', '.join(CONTEXT_NAMES)}",
-                    )
+            for name in sorted(analysis.names - _KNOWN_NAMES):
+                self.error(
+                    path,
+                    f"unknown name {name!r}{suggest(name, CONTEXT_NAMES)} in template; "
+                    f"available: {', '.join(CONTEXT_NAMES)}",
+                )
             for ref in analysis.steps:
                 if ref in earlier or ref == self_id:
                     continue
