@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import LocatedErrors
-from engine.loader import load_text, parse_scalar
+from engine.errors import LocatedErrors, Problem
+from engine.loader import SourceMap, load_text, parse_scalar
 
 
 def test_yaml_12_booleans_keep_on_off_yes_no_as_strings() -> None:
@@ -65,3 +65,98 @@ def test_var_values_are_yaml_scalars() -> None:
     assert parse_scalar("yes", "--var s") == "yes"
     assert parse_scalar("[1, 2]", "--var l") == [1, 2]
     assert parse_scalar("", "--var e") == ""
+
+
+def test_positions_of_keys_and_values_in_nested_lists() -> None:
+    doc = load_text("l:\n  - [a, {k: 1}]\n  -\n    - x\n    - k2: [y]\n", "f.yml")
+    assert doc.data == {"l": [["a", {"k": 1}], ["x", {"k2": ["y"]}]]}
+    values, keys = doc.source.values, doc.source.keys
+    assert values[("l",)] == (2, 3)
+    assert values[("l", 0)] == (2, 5)
+    assert values[("l", 0, 0)] == (2, 6)
+    assert values[("l", 0, 1)] == (2, 9)
+    assert keys[("l", 0, 1, "k")] == (2, 10)
+    assert values[("l", 0, 1, "k")] == (2, 13)
+    assert values[("l", 1)] == (4, 5)
+    assert values[("l", 1, 1, "k2")] == (5, 11)
+    assert keys[("l", 1, 1, "k2")] == (5, 7)
+    assert values[("l", 1, 1, "k2", 0)] == (5, 12)
+    assert ("l", 0) not in keys  # list items have no key position
+    assert doc.source.position(("l", 1, 1, "k2"), key=True) == (5, 7)
+
+
+def test_scalar_text_keeps_the_source_of_every_non_string_scalar() -> None:
+    doc = load_text("a: 0x1F\nb: [True, ~, null, '', -3, .5]\nc: text\nd: '7'\ne:\n", "f.yml")
+    assert doc.data == {"a": 31, "b": [True, None, None, "", -3, 0.5], "c": "text", "d": "7", "e": None}
+    assert doc.source.scalar_text == {
+        ("a",): "0x1F", ("b", 0): "True", ("b", 1): "~", ("b", 2): "null",
+        ("b", 4): "-3", ("b", 5): ".5", ("e",): "",
+    }
+
+
+def test_keys_are_their_text_whatever_they_look_like() -> None:
+    doc = load_text("1: a\ntrue: b\nnull: c\n'<<': d\n", "f.yml")
+    assert doc.data == {"1": "a", "true": "b", "null": "c", "<<": "d"}
+    assert doc.source.scalar_text == {}
+
+
+def test_aliases_copy_the_anchored_value_with_its_positions() -> None:
+    doc = load_text("a: &x [1, {k: v}]\nb: *x\n", "f.yml")
+    assert doc.data == {"a": [1, {"k": "v"}], "b": [1, {"k": "v"}]}
+    assert doc.data["a"] is not doc.data["b"]
+    assert doc.source.values[("b",)] == (1, 4)  # where the anchored node stands
+    assert doc.source.values[("b", 1, "k")] == (1, 15)
+    assert doc.source.keys[("b",)] == (2, 1)
+    assert doc.source.scalar_text[("b", 0)] == "1"
+
+
+def test_an_alias_inside_its_own_anchor_is_an_error() -> None:
+    with pytest.raises(LocatedErrors) as info:
+        load_text("a: &x {b: [*x]}\nc: &y {<<: *y}\n", "f.yml")
+    assert [str(p) for p in info.value.problems] == [
+        "f.yml:1:4: this alias refers to itself",
+        "f.yml:2:4: this alias refers to itself",
+    ]
+
+
+def test_merged_keys_are_not_duplicates_and_merge_sources_may_overlap() -> None:
+    text = "a: &a {x: 1, k: 1}\nb: &b {x: 2, z: 2}\nm:\n  k: 0\n  <<: [*a, *b]\n"
+    doc = load_text(text, "f.yml")
+    assert doc.data["m"] == {"x": 1, "z": 2, "k": 0}
+    assert list(doc.data["m"]) == ["x", "k", "z"]  # merged keys first, then the mapping's own
+
+
+def test_duplicate_keys_inside_merged_mappings_and_around_a_merge() -> None:
+    with pytest.raises(LocatedErrors) as info:
+        load_text("b: &b {x: 1, x: 2}\nm:\n  y: 1\n  <<: *b\n  y: 2\n", "f.yml")
+    assert [str(p) for p in info.value.problems] == [
+        "f.yml:1:14: duplicate key 'x' (first defined on line 1)",  # where the anchor is defined
+        "f.yml:1:14: duplicate key 'x' (first defined on line 1)",  # again where it is merged
+        "f.yml:5:3: duplicate key 'y' (first defined on line 3)",
+    ]
+
+
+def test_malformed_merges_keys_and_typed_scalars_are_located() -> None:
+    with pytest.raises(LocatedErrors) as info:
+        load_text("m:\n  <<: [1, {a: 1}]\n? [k]\n: v\ni: !!int 1.5\nf: !!float x\n", "f.yml")
+    assert [str(p) for p in info.value.problems] == [
+        "f.yml:2:8: '<<' merges only mappings",
+        "f.yml:3:3: a mapping key must be a plain string",
+        "f.yml:5:4: '1.5' is not a valid int",
+        "f.yml:6:4: 'x' is not a valid float",
+    ]
+
+
+def test_source_map_and_document_construction() -> None:
+    source = SourceMap("f.yml")
+    assert (source.file, source.values, source.keys, source.scalar_text) == ("f.yml", {}, {}, {})
+    assert source.position(("a", 0)) == (1, 1)
+    assert source.problem(("a",), "bad", severity="warning") == Problem("f.yml", 1, 1, "bad", "warning")
+    filled = SourceMap("f.yml", values={(): (2, 1)}, keys={("a",): (2, 1)}, scalar_text={("a",): "1"})
+    assert filled.position(("a",), key=True) == (2, 1) and filled.position(("b",)) == (2, 1)
+    assert filled.scalar_text == {("a",): "1"}
+    doc = load_text("a: 1\n", "f.yml")
+    assert (doc.data, doc.text) == ({"a": 1}, "a: 1\n")
+    source = doc.source
+    assert (source.file, source.values, source.keys, source.scalar_text) == (
+        "f.yml", {(): (1, 1), ("a",): (1, 4)}, {("a",): (1, 1)}, {("a",): "1"})
