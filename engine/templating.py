@@ -43,7 +43,8 @@ _MARKERS = ("{{", "{%", "{#")
 
 def is_template(value: object) -> bool:
     """True when ``value`` is a string with template syntax."""
-    return isinstance(value, str) and any(m in value for m in _MARKERS)
+    # Most strings have no brace at all: one search decides them.
+    return isinstance(value, str) and "{" in value and ("{{" in value or "{%" in value or "{#" in value)
 
 
 def _b64encode(value: Any) -> str:
