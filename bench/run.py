@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -143,6 +144,18 @@ def run_child(cmd: list[str], *, env: dict[str, str], cwd: str, log: Path,
     # ru_maxrss is in KiB on Linux, bytes on macOS.
     rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     return Sample(wall, rss, proc.returncode)
+
+
+def instructions(cmd: list[str], *, env: dict[str, str], cwd: str) -> int:
+    """Instructions ``cmd`` executes, counted by callgrind: the same figure on every run,
+    however busy the machine (``PYTHONHASHSEED=0`` fixes the one source of variation)."""
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+                          env={**env, "PYTHONHASHSEED": "0"}, cwd=cwd, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=CHILD_TIMEOUT)
+    match = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or not match:
+        raise BenchError(f"callgrind of {' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(match.group(1))
 
 
 # --------------------------------------------------------------------------- server
@@ -378,6 +391,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "pipedream": None,
         "commands": {},
         "imports": {},
+        "instructions": None,
     }
     with tempfile.TemporaryDirectory(prefix="runbook-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -410,6 +424,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     "overhead_s": round(run.median_s - floor.median_s, 6),
                 }
 
+            if args.instructions:
+                results["instructions"] = _instructions(args, server.url, env, tmp)
+
             if args.pipedream_size > 0:
                 results["pipedream"] = _pipedream(args, server.url, env, tmp, log)
         finally:
@@ -439,6 +456,33 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     results["metrics"] = derive(results)
     results["targets"] = targets(results)
     return results
+
+
+INSTRUCTION_SIZES = (20, 200)
+
+
+def _instructions(args: argparse.Namespace, url: str, env: dict[str, str], tmp: Path) -> dict[str, Any]:
+    """Both sides of the N = 20 and 200 chains once under callgrind: the targets' figures in
+    instructions, which a busy or throttled machine does not change."""
+    if shutil.which("valgrind") is None:
+        return {"supported": False, "reason": "valgrind not found"}
+    rows: dict[str, Any] = {}
+    for n in INSTRUCTION_SIZES:
+        rb = tmp / f"chain-{n}.yml"
+        rb.write_text(membrane_chain(n, url), encoding="utf-8")
+        _progress(f"instructions: N={n}")
+        floor = instructions([sys.executable, str(BENCH_DIR / "floor.py"), "membrane", url, str(n)],
+                             env=env, cwd=str(tmp))
+        run = instructions(engine_cmd("run", str(rb), "--manifest", str(tmp / "callgrind.manifest.json")),
+                           env=env, cwd=str(tmp))
+        rows[str(n)] = {"floor": floor, "runbook": run, "ratio": round(run / floor, 4)}
+    lo, hi = (rows[str(n)] for n in INSTRUCTION_SIZES)
+    steps = INSTRUCTION_SIZES[1] - INSTRUCTION_SIZES[0]
+    floor_step = (hi["floor"] - lo["floor"]) / steps
+    run_step = (hi["runbook"] - lo["runbook"]) / steps
+    return {"supported": True, "chains": rows, "floor_per_step": round(floor_step),
+            "runbook_per_step": round(run_step), "overhead_per_step": round(run_step - floor_step),
+            "overhead_per_step_vs_floor_step": round((run_step - floor_step) / floor_step, 4)}
 
 
 def _pipedream(args: argparse.Namespace, url: str, env: dict[str, str], tmp: Path,
@@ -640,6 +684,18 @@ def table(results: dict[str, Any]) -> str:
             )
         else:
             out.append(f"pipedream N={pd['steps']}: not run ({pd['reason']})")
+    counted = results.get("instructions")
+    if counted and counted.get("supported"):
+        out += ["", "instructions (callgrind, PYTHONHASHSEED=0: the same on every run, whatever the machine does)",
+                f"{'membrane chain':<16}{'floor':>14}{'runbook run':>14}{'ratio':>8}"]
+        for key, row in counted["chains"].items():
+            out.append(f"{'N=' + key:<16}{row['floor'] / 1e6:>12.1f} M{row['runbook'] / 1e6:>12.1f} M"
+                       f"{row['ratio']:>7.2f}x")
+        out.append(f"per step: floor {counted['floor_per_step'] / 1e6:.3f} M, runbook "
+                   f"{counted['runbook_per_step'] / 1e6:.3f} M, overhead {counted['overhead_per_step'] / 1e6:.3f} M "
+                   f"= {counted['overhead_per_step_vs_floor_step']:.0%} of the floor's step")
+    elif counted:
+        out.append(f"instructions: not counted ({counted['reason']})")
     out += ["", f"{'command':<30}{'median':>10}{'min':>10}{'max':>10}{'peak RSS':>12}"]
     for label, c in results["commands"].items():
         name = label if label.startswith("python") else "runbook " + label
@@ -692,6 +748,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rps-seconds", type=float, default=1.0, help="how long to measure the server")
     parser.add_argument("--server-impl", choices=("threads", "asyncio"), default="threads",
                         help="how bench/server.py serves (default: a blocking thread per connection)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions of the N = 20 and 200 chains with callgrind (about a minute)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up runs of commands")
     parser.add_argument("--out", default=str(BENCH_DIR / "results" / "latest.json"), help="JSON results")
     args = parser.parse_args(argv)

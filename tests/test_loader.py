@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from engine.errors import LocatedErrors, Problem
 from engine.loader import SourceMap, load_text, parse_scalar
+from tests.conftest import base_env
 
 
 def test_yaml_12_booleans_keep_on_off_yes_no_as_strings() -> None:
@@ -160,3 +164,24 @@ def test_source_map_and_document_construction() -> None:
     source = doc.source
     assert (source.file, source.values, source.keys, source.scalar_text) == (
         "f.yml", {(): (1, 1), ("a",): (1, 4)}, {("a",): (1, 1)}, {("a",): "1"})
+
+
+def test_pyyaml_is_imported_without_compiling_the_pure_python_readers_check() -> None:
+    """The check is compiled when the pure-Python reader first uses it, and re.compile is left as it was."""
+    code = (
+        "import re, engine.loader, yaml.reader\n"
+        "check = yaml.reader.Reader.NON_PRINTABLE\n"
+        "print(type(check).__name__, re.compile.__module__)\n"
+        "try:\n"
+        "    yaml.reader.Reader('ok\\x01')\n"
+        "except yaml.reader.ReaderError as exc:\n"
+        "    print(str(exc).splitlines()[0])\n"
+        "print(yaml.load('a: [1, ok]', Loader=yaml.SafeLoader))\n"  # the pure-Python loader end to end
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=base_env(), capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert proc.stdout.splitlines() == [
+        "_LazyPattern re",
+        "unacceptable character #x0001: special characters are not allowed",
+        "{'a': [1, 'ok']}",
+    ]
