@@ -44,3 +44,15 @@ def test_bench_runs_with_one_step(tmp_path: Path) -> None:
     # Figures that need sizes this run did not measure are null, not missing.
     assert results["metrics"]["per_step_overhead_ms"] is None
     assert {row["metric"] for row in results["targets"]} >= {"per_step_overhead_ms", "help_ms"}
+
+
+def test_instruction_counts_are_the_same_on_every_run() -> None:
+    """What ``--instructions`` relies on; valgrind ships on every machine this project runs on."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import run as bench  # noqa: PLC0415 - bench/ is not a package
+    finally:
+        sys.path.pop(0)
+    cmd = [sys.executable, "-c", "sum(range(10000))"]
+    counts = {bench.instructions(cmd, env=bench.child_env(), cwd=str(ROOT)) for _ in range(2)}
+    assert len(counts) == 1 and counts.pop() > 1_000_000
