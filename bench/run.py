@@ -240,9 +240,28 @@ def server_requests_per_s(port: int, seconds: float) -> dict[str, Any]:
 # --------------------------------------------------------------------------- runbooks
 
 
+def _chain(header: list[str], provider: str, prefix: str, n: int, outputs: bool) -> str:
+    """``header`` then ``n`` steps of ``provider``, step i's input templated from step i-1's output."""
+    lines = [*header, "steps:"]
+    for i in range(n):
+        value = "0" if i == 0 else f'"{{{{ steps.{prefix}{i - 1}.output.value }}}}"'
+        lines += [
+            f"  - id: {prefix}{i}",
+            f"    provider: {provider}",
+            "    dispatch: {id: bench-echo}",
+            "    input:",
+            f"      n: {value}",
+            f"      i: {i}",
+        ]
+    if outputs:
+        lines += ["outputs:", f'  last: "{{{{ steps.{prefix}{n - 1}.output.value }}}}"']
+    lines.append("")
+    return "\n".join(lines)
+
+
 def membrane_chain(n: int, url: str) -> str:
     """A runbook of ``n`` dependent Membrane steps."""
-    lines = [
+    return _chain([
         "version: 1",
         f"name: bench-membrane-{n}",
         f"description: {n} dependent Membrane steps, each fed by the previous output.",
@@ -251,25 +270,12 @@ def membrane_chain(n: int, url: str) -> str:
         "    type: membrane",
         f"    base_url: {url}",
         "    token: bench-token-6f1c2a9e4b7d4e0f",
-        "steps:",
-    ]
-    for i in range(n):
-        value = "0" if i == 0 else f'"{{{{ steps.s{i - 1}.output.value }}}}"'
-        lines += [
-            f"  - id: s{i}",
-            "    provider: mb",
-            "    dispatch: {id: bench-echo}",
-            "    input:",
-            f"      n: {value}",
-            f"      i: {i}",
-        ]
-    lines += ["outputs:", f'  last: "{{{{ steps.s{n - 1}.output.value }}}}"', ""]
-    return "\n".join(lines)
+    ], "mb", "s", n, outputs=True)
 
 
 def pipedream_chain(n: int, url: str) -> str:
     """A runbook of ``n`` dependent Pipedream Connect steps (client-credentials token)."""
-    lines = [
+    return _chain([
         "version: 1",
         f"name: bench-pipedream-{n}",
         "providers:",
@@ -281,20 +287,7 @@ def pipedream_chain(n: int, url: str) -> str:
         "    client_id: bench",
         "    client_secret: bench-secret-0b5d7c1e9a",
         "    external_user_id: bench-user",
-        "steps:",
-    ]
-    for i in range(n):
-        value = "0" if i == 0 else f'"{{{{ steps.p{i - 1}.output.value }}}}"'
-        lines += [
-            f"  - id: p{i}",
-            "    provider: pd",
-            "    dispatch: {id: bench-echo}",
-            "    input:",
-            f"      n: {value}",
-            f"      i: {i}",
-        ]
-    lines.append("")
-    return "\n".join(lines)
+    ], "pd", "p", n, outputs=False)
 
 
 def check_manifest(path: Path, n: int) -> None:

@@ -77,6 +77,13 @@ def emulator() -> Iterator[emulator_module.Emulator]:
         yield emu
 
 
+@pytest.fixture(scope="module")
+def emu() -> Iterator[emulator_module.Emulator]:
+    """One emulator for a whole test module (reset it between tests where that matters)."""
+    with emulator_module.start() as emu:
+        yield emu
+
+
 @pytest.fixture
 def membrane_env(emulator: emulator_module.Emulator) -> dict[str, str]:
     return base_env(MEMBRANE_BASE_URL=emulator.url, MEMBRANE_TOKEN="test-token")

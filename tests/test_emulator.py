@@ -28,12 +28,6 @@ AUTH = {"Authorization": "Bearer test-token"}
 ERROR_KEYS = {"type", "key", "message", "data", "actionRunId"}
 
 
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    with start() as emulator:
-        yield emulator
-
-
 @pytest.fixture(autouse=True)
 def _clean(emu: Emulator) -> None:
     emu.reset()

@@ -10,19 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.emulator import Emulator, start
+from engine.emulator import Emulator
 
 PROJECT = "proj_abc123"
 RUN = f"/v1/connect/{PROJECT}/actions/run"
 HEADERS = {"Authorization": "Bearer emulator-token", "x-pd-environment": "development"}
 CREDENTIALS = {"grant_type": "client_credentials", "client_id": "cid", "client_secret": "csecret"}
 SEED_RESPONSE_KEYS = {"exports", "os", "ret", "stash_id"}
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    with start() as emulator:
-        yield emulator
 
 
 @pytest.fixture(autouse=True)
