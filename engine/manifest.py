@@ -21,6 +21,7 @@ from typing import Any
 
 from engine import __version__
 from engine.errors import ManifestError
+from engine.files import atomic_write
 from engine.model import StepResult
 from engine.providers.base import Redactor
 
@@ -234,10 +235,14 @@ class ManifestWriter:
 
     def __init__(self, path: str, manifest: dict[str, Any]) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._fd = -1
         prefix, self._trailer = _frame(manifest)
-        self._atomic_write(prefix + self._trailer)
-        self._fd = os.open(path, os.O_WRONLY)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            atomic_write(path, prefix + self._trailer)
+            self._fd = os.open(path, os.O_WRONLY)
+        except OSError as exc:  # checked before the run began; this is a race or a full disk
+            raise ManifestError(f"the manifest {path}: cannot write it: {exc.strerror or exc}") from None
         self._offset = len(prefix)
         self._lines: list[bytes] = []
 
@@ -253,15 +258,9 @@ class ManifestWriter:
         self.close()
         prefix, trailer = _frame(manifest)
         body = b",".join(b"\n    " + line for line in self._lines)
-        self._atomic_write(prefix + body + trailer)
+        atomic_write(self.path, prefix + body + trailer)
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-
-    def _atomic_write(self, data: bytes) -> None:
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, self.path)

@@ -21,6 +21,7 @@ __all__ = [
     "Attempt",
     "StepError",
     "StepResult",
+    "STEP_ATTRIBUTES",
     "parse_duration",
 ]
 
@@ -125,13 +126,17 @@ class Attempt(NamedTuple):
 
 
 class StepError(NamedTuple):
-    """A step's typed failure (see :mod:`engine.providers.base` for the types)."""
+    """A step's typed failure (see :mod:`engine.providers.base` for the types).
+
+    ``location`` is ``FILE:LINE:COL`` of the runbook field that failed.
+    """
 
     type: str
     message: str
     http_status: int | None = None
     attribution: str | None = None
     provider_error: dict[str, Any] | None = None
+    location: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -140,9 +145,15 @@ class StepError(NamedTuple):
             "http_status": self.http_status,
             "attribution": self.attribution,
         }
+        if self.location:
+            out["location"] = self.location
         if self.provider_error:
             out["provider_error"] = self.provider_error
         return out
+
+
+#: What ``steps.<id>`` holds for every step (a provider type may declare more: SPEC §4).
+STEP_ATTRIBUTES = ("status", "output", "exports", "logs", "run_id", "error", "duration_ms")
 
 
 class StepResult:

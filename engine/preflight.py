@@ -80,7 +80,9 @@ def preflight(
     run_info: Mapping[str, Any],
     emulator_url: str | None = None,
 ) -> Prepared:
-    """Check secrets and build every provider the run uses; raise LocatedErrors on problems."""
+    """Check secrets, build every provider the run uses and prove the credentials that can be
+    proved without side effects (the Pipedream token exchange), all in one pass: every problem
+    of every provider is raised together as :class:`LocatedErrors`, before step 1 is sent."""
     source = runbook.source
     env = dict(environ)
     redactor = Redactor()
@@ -92,11 +94,10 @@ def preflight(
         for name in missing:
             env[name] = f"emulated-{name.lower()}"
         notices.append("--emulate: placeholder values for unset secrets: " + ", ".join(sorted(missing)))
-    elif missing:
-        for name, path in sorted(missing.items()):
-            problems.append(source.problem(
-                path, f"secret {name!r} is not set: export the environment variable {name}"))
-        raise LocatedErrors(problems)
+        missing = {}
+    for name, path in sorted(missing.items()):
+        problems.append(source.problem(
+            path, f"secret {name!r} is not set: export the environment variable {name}"))
     for name in refs:
         redactor.add(env.get(name))
 
@@ -105,9 +106,12 @@ def preflight(
     for name in _used_providers(runbook):
         spec = runbook.providers[name]
         position = _provider_position(runbook, name)
+        if any(secret in missing for _, src in iter_templates(spec.config)
+               for secret in templates.compile(src).analysis.secrets):
+            continue  # its configuration needs a secret that is not set: reported above
         cls = provider_class(spec.type)
         try:
-            config, _ = render_value(spec.config, templates, context, f"providers.{name}")
+            config, _ = render_value(spec.config, templates, context, ("providers", name))
         except TemplateError as exc:
             problems.append(source.problem(position, str(exc)))
             continue
@@ -121,6 +125,10 @@ def preflight(
             providers[name] = cls(name, config, env=env, redactor=redactor)
         except ProviderError as exc:
             problems.append(source.problem(position, redactor.text(exc.message)))
+    for name, provider in providers.items():
+        problem = _prove_credentials(runbook, name, provider)
+        if problem:
+            problems.append(source.problem(_provider_position(runbook, name), redactor.text(problem)))
     if problems:
         for provider in providers.values():
             provider.close()
@@ -131,6 +139,24 @@ def preflight(
         for name, provider in providers.items()
     }
     return Prepared(providers, redactor, env, notices, targets)
+
+
+#: How long a credential proof may take when no step of the provider sets a timeout.
+PROOF_TIMEOUT = 30.0
+
+
+def _prove_credentials(runbook: Runbook, name: str, provider: Provider) -> str | None:
+    """Ask a provider that can (``verify_credentials``) to prove its credentials now."""
+    verify = getattr(provider, "verify_credentials", None)
+    if verify is None:
+        return None
+    timeouts = [s.timeout for s in runbook.steps + runbook.finally_steps
+                if s.provider == name and s.timeout is not None]
+    try:
+        verify(min(timeouts) if timeouts else PROOF_TIMEOUT)
+    except ProviderError as exc:
+        return f"providers.{name}: its credentials could not be proved before the first step: {exc.message}"
+    return None
 
 
 def _check_config(type_name: str, config: Any) -> str | None:

@@ -155,7 +155,8 @@ class ConsoleReporter:
         if result.error is not None and result.status is not Status.NOT_RUN:
             err = result.error
             status = f" (HTTP {err.http_status})" if err.http_status else ""
-            lines.append(f"      {err.type}{status}: {_visible(err.message)}")
+            where = f"{err.location}: " if err.location else ""
+            lines.append(f"      {where}{err.type}{status}: {_visible(err.message)}")
             if err.attribution:
                 lines.append(f"      attribution: {_visible(str(err.attribution))}")
             for entry in result.logs[:20]:

@@ -188,30 +188,46 @@ class Runner:
         for key, value in self.runbook.outputs.items():
             try:
                 _, outputs[key] = render_value(
-                    value, self.templates, self.context, f"outputs.{key}", self.redactor.add
+                    value, self.templates, self.context, ("outputs", key), self.redactor.add
                 )
             except TemplateError as exc:
                 outputs[key] = None
-                errors.append(str(exc))
+                errors.append(f"{self._where(exc.path)}: {exc}")
         return outputs, ("; ".join(errors) if errors and not run_failed else None)
 
-    def _render(self, value: Any, path: str) -> tuple[Any, Any]:
-        try:
-            return render_value(value, self.templates, self.context, path, self.redactor.add)
-        except TemplateError as exc:
-            raise _StepFailed(StepError("template", str(exc))) from None
+    def _where(self, path: tuple) -> str:
+        """``FILE:LINE:COL`` of a runbook field (a path from the top of the document)."""
+        line, col = self.runbook.source.position(path)
+        return f"{self.runbook.path}:{line}:{col}"
 
-    def _condition(self, source: str | bool, path: str) -> Any:
+    def _render(self, step: Step, value: Any, field: tuple) -> tuple[Any, Any]:
+        try:
+            return render_value(value, self.templates, self.context, field, self.redactor.add)
+        except TemplateError as exc:
+            raise _StepFailed(StepError("template", str(exc), location=self._where(step.path + exc.path))) from None
+
+    def _condition(self, step: Step, source: str | bool, field: tuple) -> Any:
         if isinstance(source, bool):
             return source
-        return self._render(self.templates.condition(source), path)[0]
+        return self._render(step, self.templates.condition(source), field)[0]
+
+    def _step_error(self, step: Step, exc: ProviderError, suffix: str = "") -> StepError:
+        """A provider's typed error, located at the step's dispatch."""
+        return StepError(
+            type=exc.type,
+            message=exc.message + suffix,
+            http_status=exc.http_status,
+            attribution=exc.attribution,
+            provider_error=exc.provider_error,
+            location=self._where(step.path + ("dispatch", step.style)),
+        )
 
     def _run_step(self, step: Step) -> StepResult:
         result = StepResult(step, Status.RUNNING, started_at=now_rfc3339())
         start = time.monotonic()
         self.observer.step_started(step)
         try:
-            if step.when is not None and not truthy(self._condition(step.when, "when")):
+            if step.when is not None and not truthy(self._condition(step, step.when, ("when",))):
                 result.status = Status.SKIPPED
             else:
                 self._dispatch(step, result)
@@ -263,15 +279,16 @@ class Runner:
         self.steps_ctx[step.id] = result.context()
         try:
             for i, expr in enumerate(step.asserts):
-                if not truthy(self._condition(expr, f"assert[{i}]")):
-                    raise _StepFailed(StepError("assertion", f"assertion failed: {expr}"))
+                if not truthy(self._condition(step, expr, ("assert", i))):
+                    raise _StepFailed(StepError("assertion", f"assertion failed: {expr}",
+                                                location=self._where(step.path + ("assert", i))))
         finally:
             del self.steps_ctx[step.id]
 
     def _dispatch(self, step: Step, result: StepResult) -> None:
-        target, target_red = self._render(step.target, f"dispatch.{step.style}")
-        inp, inp_red = self._render(step.input, "input")
-        options, options_red = self._render(step.options, "with")
+        target, target_red = self._render(step, step.target, ("dispatch", step.style))
+        inp, inp_red = self._render(step, step.input, ("input",))
+        options, options_red = self._render(step, step.options, ("with",))
         if contains_template(step.options):
             self._check_options(step, options)
         provider = self.providers[step.provider]
@@ -281,9 +298,10 @@ class Runner:
                 ActionCall(step.style, target_red, inp_red, options_red)
             )
         except ProviderError as exc:
-            raise _StepFailed(_step_error(exc)) from None
+            raise _StepFailed(self._step_error(step, exc)) from None
         result.request_sha256 = request_sha256(result.request, self.targets.get(step.provider, ""))
-        recorded = self._reusable.get(step.id)
+        # A finally step (a notification, a clean-up) always runs: it is never reused.
+        recorded = None if step.is_finally else self._reusable.get(step.id)
         if recorded is not None and recorded["request_sha256"] == result.request_sha256:
             answer = ActionResult(recorded["output"], recorded["run_id"], recorded["exports"],
                                   recorded["logs"], None, recorded.get("extra") or {})
@@ -298,7 +316,7 @@ class Runner:
 
     def _budget(self, step: Step, first: float) -> tuple[float | None, str]:
         """This attempt's timeout: the step's, or less when the step or run time is running out."""
-        timeout, why = step.timeout, f"the step timeout of {step.timeout:g}s" if step.timeout else ""
+        timeout, why = step.timeout, f"the per-attempt timeout of {step.timeout:g}s" if step.timeout else ""
         now = time.monotonic()
         for deadline, name, limit in (
             (first + step.step_timeout if step.step_timeout else None, "step_timeout",
@@ -309,7 +327,8 @@ class Runner:
                 continue
             left = deadline - now
             if left <= 0:
-                raise _StepFailed(StepError("timeout", f"the {name} of {limit:g}s ran out"))
+                raise _StepFailed(StepError("timeout", f"the {name} of {limit:g}s ran out",
+                                            location=self._where(step.path + ("dispatch", step.style))))
             if timeout is None or left < timeout:
                 timeout, why = left, f"the {name} of {limit:g}s"
         return timeout, why
@@ -327,6 +346,11 @@ class Runner:
             t0 = time.monotonic()
             try:
                 answer = send(timeout)
+            except KeyboardInterrupt:
+                # The request went out and its answer was abandoned: the action may have run.
+                result.attempts.append(Attempt(number, started_at, _now_ms(t0), None,
+                                               "interrupted: sent, no answer awaited"))
+                raise
             except ProviderError as exc:
                 if exc.type == "timeout" and limit:
                     exc.message = f"no answer within {limit}"
@@ -338,11 +362,12 @@ class Runner:
                 result.logs = exc.logs
                 result.extra = exc.extra
                 if number >= policy.attempts or not should_retry(exc, policy):
-                    raise _StepFailed(_step_error(exc)) from None
+                    raise _StepFailed(self._step_error(step, exc)) from None
                 delay = retry_delay(policy, number, exc.retry_after)
                 elapsed = time.monotonic() - first
                 if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
-                    raise _StepFailed(_step_error(exc, f" (gave up: max_elapsed {policy.max_elapsed:g}s)")) from None
+                    raise _StepFailed(self._step_error(
+                        step, exc, f" (gave up: max_elapsed {policy.max_elapsed:g}s)")) from None
                 self.sleep(delay)
                 continue
             result.attempts.append(Attempt(number, started_at, _now_ms(t0), answer.http_status))
@@ -361,14 +386,6 @@ class Runner:
             for e in self._options_validators[step.provider_type].iter_errors(options)
         ]
         if errors:
-            raise _StepFailed(StepError("configuration", "; ".join(errors)))
+            raise _StepFailed(StepError("configuration", "; ".join(errors),
+                                        location=self._where(step.path + ("with",))))
 
-
-def _step_error(exc: ProviderError, suffix: str = "") -> StepError:
-    return StepError(
-        type=exc.type,
-        message=exc.message + suffix,
-        http_status=exc.http_status,
-        attribution=exc.attribution,
-        provider_error=exc.provider_error,
-    )

@@ -31,6 +31,8 @@ __all__ = [
     "CONTEXT_NAMES",
     "TemplateError",
     "Analysis",
+    "field_name",
+    "unsafe_attribute",
     "Templates",
     "is_template",
     "render_value",
@@ -74,11 +76,58 @@ FILTERS: dict[str, Callable[..., Any]] = {
 
 
 class TemplateError(Exception):
-    """A template that does not compile or does not render."""
+    """A template that does not compile or does not render.
+
+    ``path`` is the field that failed (keys and indexes below where rendering began) and
+    ``detail`` the reason without it; ``str()`` is ``"input.text: detail"``.
+    """
+
+    def __init__(self, detail: str, path: tuple = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.path = path
+
+    def __str__(self) -> str:
+        where = field_name(self.path)
+        return f"{where}: {self.detail}" if where else self.detail
+
+
+def field_name(path: tuple) -> str:
+    """``input.items[0].id`` for the path ``("input", "items", 0, "id")``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+#: Attributes the sandbox refuses whatever the object (besides every name starting with ``__``):
+#: Python 2's function and method internals, frames and code of generators and coroutines, ``mro``.
+UNSAFE_ATTRIBUTES = frozenset({
+    "mro", "func_globals", "func_code", "func_closure", "func_defaults", "func_dict",
+    "im_func", "im_self", "im_class", "gi_frame", "gi_code", "gi_yieldfrom",
+    "cr_frame", "cr_code", "cr_await", "ag_frame", "ag_code", "ag_await",
+})
+
+#: Methods that change a list, mapping or set in place: the immutable sandbox refuses to call them.
+MUTATING_METHODS = frozenset({
+    "append", "extend", "insert", "pop", "remove", "reverse", "sort", "clear", "update",
+    "setdefault", "popitem", "add", "discard", "difference_update", "intersection_update",
+    "symmetric_difference_update", "appendleft", "extendleft", "popleft", "rotate",
+})
+
+
+def unsafe_attribute(name: object) -> bool:
+    """Whether the sandbox would refuse the attribute ``name`` (``__class__``, ``mro``, ...)."""
+    return isinstance(name, str) and (name.startswith("__") or name in UNSAFE_ATTRIBUTES)
 
 
 class Analysis(NamedTuple):
-    """What a template refers to, found in its syntax tree without rendering it."""
+    """What a template refers to, found in its syntax tree without rendering it.
+
+    ``step_refs`` holds each constant lookup below ``steps`` (``("contact", "output", "id")``,
+    at most three keys); ``filters`` and ``tests`` the names it applies; ``unsafe`` the
+    attributes the sandbox would refuse and ``mutating`` the in-place methods it calls.
+    """
 
     names: frozenset[str]
     steps: tuple[str, ...]
@@ -86,6 +135,12 @@ class Analysis(NamedTuple):
     vars: tuple[str, ...]
     dynamic_steps: bool
     dynamic_secrets: bool
+    dynamic_vars: bool = False
+    step_refs: tuple[tuple[Any, ...], ...] = ()
+    filters: tuple[str, ...] = ()
+    tests: tuple[str, ...] = ()
+    unsafe: tuple[str, ...] = ()
+    mutating: tuple[str, ...] = ()
 
     @property
     def tainted(self) -> bool:
@@ -197,9 +252,12 @@ def _tree_paths(tree: nodes.Template) -> tuple[list[_Path], set[str], bool]:
     return paths, set(uses), stores
 
 
-def _analysis(paths: list[_Path], names: frozenset[str]) -> Analysis:
+def _analysis(paths: list[_Path], names: frozenset[str], chains: list[_Path] | None = None,
+              filters: tuple[str, ...] = (), tests: tuple[str, ...] = (),
+              unsafe: tuple[str, ...] = (), mutating: tuple[str, ...] = ()) -> Analysis:
     """Keys looked up by constant name on ``steps``, ``secrets`` and ``vars`` (in order, once
-    each), and whether ``steps`` or ``secrets`` is used any other way."""
+    each), whether ``steps``, ``secrets`` or ``vars`` is used any other way, and the constant
+    lookups below ``steps`` (``chains``: whole lookup paths; ``paths`` when not given)."""
     found: dict[str, dict[str, None]] = {"steps": {}, "secrets": {}, "vars": {}}
     dynamic: set[str] = set()
     for name, ops in paths:
@@ -210,9 +268,47 @@ def _analysis(paths: list[_Path], names: frozenset[str]) -> Analysis:
             keys[ops[0][1]] = None
         else:
             dynamic.add(name)
+    refs: dict[tuple[Any, ...], None] = {}
+    bad: dict[str, None] = dict.fromkeys(unsafe)
+    for name, ops in paths if chains is None else chains:
+        for _, key in ops:
+            if unsafe_attribute(key):
+                bad[key] = None
+        if name == "steps" and ops and isinstance(ops[0][1], str):
+            refs[tuple(key for _, key in ops[:3])] = None
+    # `steps.a.output.id` looks up `steps.a` too: keep the longest lookups only.
+    refs = {ref: None for ref in refs
+            if not any(len(other) > len(ref) and other[:len(ref)] == ref for other in refs)}
     return Analysis(names=names, steps=tuple(found["steps"]), secrets=tuple(found["secrets"]),
                     vars=tuple(found["vars"]), dynamic_steps="steps" in dynamic,
-                    dynamic_secrets="secrets" in dynamic)
+                    dynamic_secrets="secrets" in dynamic, dynamic_vars="vars" in dynamic,
+                    step_refs=tuple(refs), filters=filters, tests=tests, unsafe=tuple(bad),
+                    mutating=mutating)
+
+
+def _tree_facts(tree: nodes.Template) -> tuple[list[_Path], tuple[str, ...], tuple[str, ...],
+                                               tuple[str, ...], tuple[str, ...]]:
+    """Every constant lookup chain on a context name, the filters and tests applied, the
+    unsafe attributes looked up (on anything) and the in-place methods called."""
+    from jinja2 import nodes
+
+    chains: list[_Path] = []
+    unsafe: dict[str, None] = {}
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        key = node.attr if isinstance(node, nodes.Getattr) else (
+            node.arg.value if isinstance(node.arg, nodes.Const) else None)
+        if unsafe_attribute(key):
+            unsafe[key] = None
+        path = _simple_path(node)
+        if path is not None:
+            chains.append(path)
+    filters = tuple(dict.fromkeys(f.name for f in tree.find_all(nodes.Filter)))
+    tests = tuple(dict.fromkeys(t.name for t in tree.find_all(nodes.Test)))
+    mutating = tuple(dict.fromkeys(
+        call.node.attr for call in tree.find_all(nodes.Call)
+        if isinstance(call.node, nodes.Getattr) and call.node.attr in MUTATING_METHODS
+    ))
+    return chains, filters, tests, tuple(unsafe), mutating
 
 
 class _Compiled:
@@ -358,7 +454,8 @@ class Templates:
             raise TemplateError(f"template syntax error: {exc.message}") from None
         paths, loads, stores = _tree_paths(tree)
         names = frozenset(meta.find_undeclared_variables(tree)) if stores else frozenset(loads)
-        analysis = _analysis(paths, names)
+        chains, filters, tests, unsafe, mutating = _tree_facts(tree)
+        analysis = _analysis(paths, names, chains, filters, tests, unsafe, mutating)
         expression = None
         body = tree.body
         if (
@@ -401,7 +498,7 @@ def render_value(
     value: Any,
     templates: Templates,
     context: Mapping[str, Any],
-    path: str = "",
+    path: tuple | str = (),
     on_tainted: Callable[[Any], None] | None = None,
 ) -> tuple[Any, Any]:
     """Render every template inside ``value``; return ``(real, redacted)``.
@@ -409,15 +506,22 @@ def render_value(
     Values without templates are returned as they are (not copied). Each
     tainted value is also handed to ``on_tainted`` (so that a provider echoing
     it back can be scrubbed too). Errors are raised as :class:`TemplateError`
-    naming the field ``path``.
+    whose ``path`` is ``path`` followed by the keys down to the failing string.
     """
+    try:
+        return _render_value(value, templates, context, on_tainted)
+    except TemplateError as exc:
+        exc.path = ((path,) if isinstance(path, str) else tuple(path)) + exc.path
+        raise
+
+
+def _render_value(value: Any, templates: Templates, context: Mapping[str, Any],
+                  on_tainted: Callable[[Any], None] | None) -> tuple[Any, Any]:
+    # The failing field's path is built on the way out of an error only, not for every value.
     if isinstance(value, str):
         if not is_template(value):
             return value, value
-        try:
-            real = templates.render(value, context)
-        except TemplateError as exc:
-            raise TemplateError(f"{path or 'value'}: {exc}") from None
+        real = templates.render(value, context)
         if templates.compile(value).analysis.tainted:
             if on_tainted is not None:
                 on_tainted(real)
@@ -427,15 +531,21 @@ def render_value(
         real_d: dict[str, Any] = {}
         red_d: dict[str, Any] = {}
         for k, v in value.items():
-            real_d[k], red_d[k] = render_value(
-                v, templates, context, f"{path}.{k}" if path else k, on_tainted
-            )
+            try:
+                real_d[k], red_d[k] = _render_value(v, templates, context, on_tainted)
+            except TemplateError as exc:
+                exc.path = (k,) + exc.path
+                raise
         return real_d, red_d
     if isinstance(value, list):
         real_l: list[Any] = []
         red_l: list[Any] = []
         for i, v in enumerate(value):
-            r, d = render_value(v, templates, context, f"{path}[{i}]", on_tainted)
+            try:
+                r, d = _render_value(v, templates, context, on_tainted)
+            except TemplateError as exc:
+                exc.path = (i,) + exc.path
+                raise
             real_l.append(r)
             red_l.append(d)
         return real_l, red_l

@@ -19,10 +19,17 @@ from typing import Any, TypeVar
 from engine.conformance import SchemaChecker
 from engine.errors import LocatedErrors, Problem
 from engine.loader import Document, Path, SourceMap, load_file
-from engine.model import ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
+from engine.model import STEP_ATTRIBUTES, ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
 from engine.providers.registry import BUILTIN, TypeInfo, known_types, type_info
 from engine.schemas import validator
-from engine.templating import CONTEXT_NAMES, TemplateError, Templates, is_template, iter_templates
+from engine.templating import (
+    CONTEXT_NAMES,
+    TemplateError,
+    Templates,
+    is_template,
+    iter_templates,
+    unsafe_attribute,
+)
 
 __all__ = [
     "validate_document",
@@ -231,6 +238,7 @@ class _Checker:
         self.templates = templates
         self.problems: list[Problem] = []
         self.provider_types: dict[str, str] = {}
+        self._kinds: dict[str, tuple[TypeInfo | None, str | None]] | None = None
 
     def error(self, path: Path, message: str, *, key: bool = False) -> None:
         self.problems.append(self.source.problem(path, f"{label(self.data, path)}: {message}", key=key))
@@ -402,9 +410,29 @@ class _Checker:
             self.error(path, str(exc))
             return None
 
+    def step_kind(self, sid: str) -> tuple[TypeInfo | None, str | None]:
+        """The provider type and dispatch style of step ``sid`` (None where unknown)."""
+        if self._kinds is None:
+            self._kinds = {}
+            providers = self.data.get("providers")
+            for section in ("steps", "finally"):
+                for step in self.data.get(section) or []:
+                    if not isinstance(step, dict) or not isinstance(step.get("id"), str):
+                        continue
+                    name, info = step.get("provider"), None
+                    if isinstance(name, str) and name in self.provider_types:
+                        info = type_info(self.provider_types[name])
+                    elif isinstance(name, str) and not (isinstance(providers, dict) and name in providers):
+                        info = type_info(name)
+                    dispatch = step.get("dispatch")
+                    style = next(iter(dispatch)) if isinstance(dispatch, dict) and len(dispatch) == 1 else None
+                    self._kinds.setdefault(step["id"], (info, style))
+        return self._kinds.get(sid, (None, None))
+
     def check_templates(self, value: Any, base: Path, earlier: set[str], all_ids: set[str],
                         self_id: str | None = None) -> None:
-        """Compile every template in ``value``; check its names and step references.
+        """Compile every template in ``value``; check its names, filters, tests, attributes
+        and step references: whatever would fail at run time whatever the data.
 
         ``earlier`` are the steps that have run at this point (``self_id`` too, in an assert).
         """
@@ -418,6 +446,7 @@ class _Checker:
                     f"unknown name {name!r}{suggest(name, CONTEXT_NAMES)} in template; "
                     f"available: {', '.join(CONTEXT_NAMES)}",
                 )
+            self.check_jinja_names(path, analysis)
             for ref in analysis.steps:
                 if ref in earlier or ref == self_id:
                     continue
@@ -425,6 +454,49 @@ class _Checker:
                     self.error(path, f"step {ref!r} has not run yet here: a template can refer only to earlier steps")
                 else:
                     self.error(path, f"unknown step {ref!r}{suggest(ref, sorted(all_ids))}")
+            for ref in analysis.step_refs:
+                if ref[0] in all_ids and len(ref) >= 2:
+                    self.check_step_attribute(path, ref)
+
+    def check_jinja_names(self, path: Path, analysis: Any) -> None:
+        """Filters and tests that exist; no attribute or method the sandbox refuses."""
+        if analysis.filters or analysis.tests:
+            env = self.templates.env
+            for name in analysis.filters:
+                if name not in env.filters:
+                    self.error(path, f"unknown filter {name!r}{suggest(name, env.filters)}")
+            for name in analysis.tests:
+                if name not in env.tests:
+                    self.error(path, f"unknown test {name!r}{suggest(name, env.tests)}")
+        for name in analysis.unsafe:
+            self.error(path, f"{name!r} is not allowed in a template: the sandbox refuses Python's "
+                             "internal attributes")
+        for name in analysis.mutating:
+            self.error(path, f"{name}() would change a value in place, which templates cannot do; "
+                             "build a new value instead (e.g. a + [x], or dict(a, k=v))")
+
+    def check_step_attribute(self, path: Path, ref: tuple[Any, ...]) -> None:
+        """``steps.<id>.<attr>`` is one of a step's attributes (and ``exports.<key>`` one its
+        provider gives, where the provider says which)."""
+        sid, attr = ref[0], ref[1]
+        if unsafe_attribute(attr):
+            return  # reported as unsafe
+        info, style = self.step_kind(sid)
+        extras = info.step_extras if info is not None else ()
+        known = (*STEP_ATTRIBUTES, *extras)
+        if attr not in known:
+            if info is None and isinstance(attr, str):  # a plugin type may add its own
+                return
+            self.error(path, f"steps.{sid} has no attribute {attr!r}{suggest(str(attr), known)}; "
+                             f"a step has {', '.join(known)}")
+            return
+        if attr == "exports" and len(ref) >= 3 and info is not None and style in info.exports_keys:
+            keys = info.exports_keys[style]
+            if ref[2] not in keys:
+                has = f"it has {', '.join(keys)}" if keys else "it has none"
+                self.error(path, f"steps.{sid}.exports has no key {ref[2]!r}{suggest(str(ref[2]), keys)}: "
+                                 f"a {info.name} step with dispatch {style} exports only what its "
+                                 f"provider gives ({has})")
 
 
 def _validator_for(info: TypeInfo, which: str) -> Any:
@@ -466,20 +538,28 @@ def _lossy_number(text: str, value: Any) -> bool:
 
 
 class _Linter:
-    """Warnings: ``vars`` no one sets, and YAML 1.1 habits that YAML 1.2 reads otherwise."""
+    """Warnings: ``vars`` no one sets, and YAML 1.1 habits that YAML 1.2 reads otherwise.
 
-    def __init__(self, doc: Document, templates: Templates, provided_vars: Iterable[str]) -> None:
+    With ``strict`` (``run`` and ``plan``, which know every variable of the run) a ``vars.X``
+    that nothing sets is an error, and so is a ``--var`` name (``cli_vars``) that the
+    runbook neither declares nor uses.
+    """
+
+    def __init__(self, doc: Document, templates: Templates, provided_vars: Iterable[str], *,
+                 strict: bool = False, cli_vars: Iterable[str] = ()) -> None:
         self.doc = doc
         self.data: dict[str, Any] = doc.data
         self.source = doc.source
         self.templates = templates
         self.provided = set(provided_vars)
+        self.strict = strict
+        self.cli_vars = tuple(cli_vars)
         self.problems: list[Problem] = []
         self._lines: list[str] | None = None
 
-    def warn(self, path: Path, message: str) -> None:
+    def warn(self, path: Path, message: str, severity: str = "warning") -> None:
         self.problems.append(
-            self.source.problem(path, f"{label(self.data, path)}: {message}", severity="warning")
+            self.source.problem(path, f"{label(self.data, path)}: {message}", severity=severity)
         )
 
     def run(self) -> list[Problem]:
@@ -512,10 +592,12 @@ class _Linter:
 
     def check_vars(self) -> None:
         defaults = self.data.get("vars")
-        known = set(defaults) if isinstance(defaults, dict) else set()
-        known |= self.provided
+        declared = set(defaults) if isinstance(defaults, dict) else set()
+        known = declared | self.provided
         found: list[tuple[Path, str, str]] = []
         sources: list[str] = []
+        used: set[str] = set()
+        dynamic = False
         for path, src in self.templates_of():
             try:
                 analysis = self.templates.compile(src).analysis
@@ -524,18 +606,31 @@ class _Linter:
             if "vars" not in analysis.names:
                 continue
             sources.append(src)
-            found.extend((path, name, src) for name in analysis.vars if name not in known)
+            used.update(analysis.vars)
+            dynamic = dynamic or analysis.dynamic_vars
+            found.extend((path, name, src) for name in analysis.vars
+                         if name not in known and not unsafe_attribute(name))
+        for name in self.cli_vars:
+            if name in declared or name in used or dynamic:
+                continue
+            self.problems.append(self.source.problem(
+                ("vars",) if declared else (), severity="error", key=bool(declared),
+                message=f"--var {name}: this runbook neither declares vars.{name} under vars: nor uses "
+                        f"it{suggest(name, sorted(declared | used))}",
+            ))
         if not found:
             return
         optional = self.optional_vars(sources)
         for path, name, _ in found:
             if name in optional:
                 continue
-            self.warn(
-                path,
-                f"vars.{name} is not set by vars:, --vars-file or --var{suggest(name, sorted(known))}: "
-                f"a run fails here unless it is given --var {name}=VALUE (or add a default under vars:)",
-            )
+            hint = suggest(name, sorted(known))
+            if self.strict:
+                self.warn(path, f"vars.{name} is not set by vars:, --vars-file or --var{hint}: give the run "
+                                f"--var {name}=VALUE (or add a default under vars:)", severity="error")
+            else:
+                self.warn(path, f"vars.{name} is not set by vars:, --vars-file or --var{hint}: a run fails "
+                                f"here unless it is given --var {name}=VALUE (or add a default under vars:)")
 
     def optional_vars(self, sources: list[str]) -> set[str]:
         """Variables a template tests with ``is defined``, ``in vars`` or gives a ``default``."""
@@ -648,13 +743,15 @@ def _var_name(node: Any) -> set[str]:
     return set()
 
 
-def lint_document(doc: Document, templates: Templates, provided_vars: Iterable[str] = ()) -> list[Problem]:
+def lint_document(doc: Document, templates: Templates, provided_vars: Iterable[str] = (), *,
+                  strict: bool = False, cli_vars: Iterable[str] = ()) -> list[Problem]:
     """Warnings about a runbook: ``vars.X`` that no default, ``--vars-file`` or ``--var``
     (``provided_vars``) sets, and YAML 1.1 habits (``yes``, ``0123``, ``1.10``) that YAML 1.2
-    reads otherwise. Never errors: a warning does not change an exit code."""
+    reads otherwise. With ``strict`` (the run's variables are all known) an unset ``vars.X``
+    is an error, and so is a ``--var`` name in ``cli_vars`` the runbook does not know."""
     if not isinstance(doc.data, dict):
         return []
-    return sorted(_Linter(doc, templates, provided_vars).run())
+    return sorted(_Linter(doc, templates, provided_vars, strict=strict, cli_vars=cli_vars).run())
 
 
 @_gc_paused
@@ -671,15 +768,19 @@ def check_file(path: str, templates: Templates | None = None, *,
 
 
 @_gc_paused
-def load_checked(path: str, templates: Templates, *,
-                 provided_vars: Iterable[str] = ()) -> tuple[Runbook, list[Problem]]:
-    """Like :func:`load_runbook`, and the warnings too; errors (with the warnings) raise."""
+def load_checked(path: str, templates: Templates, *, provided_vars: Iterable[str] = (),
+                 strict: bool = False, cli_vars: Iterable[str] = ()) -> tuple[Runbook, list[Problem]]:
+    """Load, validate and build ``path``; return the runbook and the warnings.
+
+    Errors raise :class:`LocatedErrors` (with the warnings, so nothing is lost). ``run`` and
+    ``plan`` pass ``strict`` and the ``--var`` names, because they know every variable.
+    """
     doc = load_file(path)
-    errors = validate_document(doc, templates)
-    warnings = lint_document(doc, templates, provided_vars)
-    if errors:
-        raise LocatedErrors(errors + warnings)
-    return build_runbook(doc, path), warnings
+    problems = validate_document(doc, templates) + lint_document(
+        doc, templates, provided_vars, strict=strict, cli_vars=cli_vars)
+    if any(p.severity == "error" for p in problems):
+        raise LocatedErrors(problems)
+    return build_runbook(doc, path), sorted(problems)
 
 
 _NO_RETRY = RetryPolicy()

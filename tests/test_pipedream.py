@@ -406,21 +406,25 @@ steps:
 # -- bad input: nothing sent -------------------------------------------------------------------
 
 
-def test_bad_credentials_are_one_clear_line(write, tmp_path: Path, emulator: Emulator) -> None:
+def test_bad_credentials_are_found_in_preflight(write, tmp_path: Path, emulator: Emulator) -> None:
+    """A refused client secret is exit 2 before step 1: the token exchange is the pre-flight proof."""
     env = base_env(PIPEDREAM_BASE_URL=emulator.url, PIPEDREAM_CLIENT_ID="cid_test",
                    PIPEDREAM_CLIENT_SECRET="invalid-secret-77")
     result = run_cli(["run", str(write(THREE_STEPS))], cwd=tmp_path, env=env)
-    assert result.code == 1
+    assert result.code == 2
     assert requests_to(emulator, RUN_PATH) == [] and len(requests_to(emulator, TOKEN_PATH)) == 1
     lines = [line for line in (result.stdout + result.stderr).splitlines() if "token exchange" in line]
-    assert lines == [
-        "      authentication (HTTP 401): Pipedream token exchange (POST /v1/oauth/token) answered "
-        "HTTP 401: invalid_client: invalid client credentials; check PIPEDREAM_CLIENT_ID and "
-        "PIPEDREAM_CLIENT_SECRET"
-    ]
+    # Both provider blocks use these credentials: each is named, the exchange is made once.
+    assert [line.split(": ")[1] for line in lines] == ["providers.chat", "providers.files"]
+    for line in lines:
+        assert line.endswith(
+            "its credentials could not be proved before the first step: Pipedream token exchange "
+            "(POST /v1/oauth/token) answered HTTP 401: invalid_client: invalid client credentials; "
+            "check PIPEDREAM_CLIENT_ID and PIPEDREAM_CLIENT_SECRET"
+        ), line
     assert "Traceback" not in result.stderr
-    assert result.step("post")["error"]["type"] == "authentication"
-    assert_no_secrets(result, "invalid-secret-77")
+    assert not result.manifest_path.exists()
+    assert "invalid-secret-77" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

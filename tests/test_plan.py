@@ -134,10 +134,11 @@ def test_later_steps_get_a_plan_with_placeholders_and_secrets_hidden(write, tmp_
     assert "s3cr3t-plan-token" not in skipped.stdout + skipped.stderr
 
 
-def test_unset_secret_and_unset_var_are_reported_not_fatal(write, tmp_path: Path) -> None:
+def test_unset_secret_and_failing_template_are_reported_not_fatal(write, tmp_path: Path) -> None:
     path = write("""
         version: 1
         name: gaps
+        vars: {recipient: ops@example.com}
         steps:
           - id: a
             provider: membrane
@@ -147,9 +148,24 @@ def test_unset_secret_and_unset_var_are_reported_not_fatal(write, tmp_path: Path
     result = run_cli(["plan", str(path), "--var", "n=1"], cwd=tmp_path, env=base_env())
     assert result.code == 0, result.stderr
     assert "GAP_TOKEN (NOT SET)" in result.stdout
-    assert '"to": "<error: vars.recipient is not set>"' in result.stdout
-    assert f"{path}:7:17: warning: steps[0] (a) input.to: vars.recipient is not set" in result.stderr
-    assert f"{path}:7:78: warning: steps[0] (a) input.n: fails at run time: TypeError" in result.stderr
+    assert f"{path}:8:78: warning: steps[0] (a) input.n: fails at run time: TypeError" in result.stderr
+
+
+def test_unset_var_is_an_error_for_plan(write, tmp_path: Path) -> None:
+    """plan knows every variable of the run, as run does: a vars.X nothing sets is exit 2."""
+    path = write("""
+        version: 1
+        name: gaps
+        steps:
+          - id: a
+            provider: membrane
+            dispatch: {id: x}
+            input: {to: "{{ vars.recipient }}"}
+    """)
+    result = run_cli(["plan", str(path)], cwd=tmp_path, env=base_env())
+    assert result.code == 2
+    assert f"{path}:7:17: steps[0] (a) input.to: vars.recipient is not set" in result.stderr
+    assert result.stdout == ""
 
 
 def test_invalid_runbook_is_exit_2_with_every_problem(write, tmp_path: Path) -> None:

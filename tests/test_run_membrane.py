@@ -238,7 +238,8 @@ def test_when_assert_outputs_and_finally(write, tmp_path: Path, emulator: Emulat
     assert checked["status"] == "failed"
     assert checked["error"] == {"type": "assertion", "message":
                                 "assertion failed: steps.checked.output.n > 5",
-                                "http_status": None, "attribution": None}
+                                "http_status": None, "attribution": None,
+                                "location": _where(path, '"steps.checked.output.n > 5"')}
     assert act_bodies(emulator)[-1]["input"] == {"status": "failed", "vip": "skipped"}
     assert result.manifest["outputs"] == {"tier": "standard"}
     assert [s["id"] for s in result.manifest["steps"]] == ["lookup", "vip_only", "checked", "notify"]
@@ -420,3 +421,11 @@ def test_a_secret_in_a_bad_config_value_is_not_printed(write, tmp_path: Path,
     assert result.code == 2
     assert "project_id" in result.stderr
     assert "not-a-project-id-42" not in result.stderr + result.stdout
+
+
+def _where(path: Path, text: str) -> str:
+    """``FILE:LINE:COL`` of the first place ``text`` stands in ``path``."""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if text in line:
+            return f"{path}:{number}:{line.index(text) + 1}"
+    raise AssertionError(text)

@@ -153,13 +153,13 @@ def test_fast_lookups_render_exactly_as_jinja_does(source: str) -> None:
     ],
 )
 def test_lookup_lexer_agrees_with_jinjas_parser(source: str) -> None:
-    from engine.templating import _analysis, _fast_parts, _lex_lookups, _tree_paths
+    from engine.templating import _analysis, _fast_parts, _lex_lookups, _tree_facts, _tree_paths
 
     templates = Templates()
     tree = templates.env.parse(source)
     assert _lex_lookups(source) == _fast_parts(tree)
     paths, loads, _ = _tree_paths(tree)
-    assert templates.compile(source).analysis == _analysis(paths, frozenset(loads))
+    assert templates.compile(source).analysis == _analysis(paths, frozenset(loads), *_tree_facts(tree))
 
 
 @pytest.mark.parametrize(

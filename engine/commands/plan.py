@@ -31,7 +31,7 @@ from engine.preflight import secret_references
 from engine.runner import truthy
 from engine.templating import REDACTED, Templates, is_template, iter_templates
 from engine.validation import load_checked
-from engine.vars import resolve_vars
+from engine.vars import cli_var_names, resolve_vars
 
 __all__ = ["plan", "build_plan", "format_plan"]
 
@@ -464,12 +464,17 @@ def format_plan(data: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def plan(file: str, *, var_pairs: Sequence[str] = (), vars_file: str | None = None,
+def plan(file: str, *, var_pairs: Sequence[str] = (), vars_files: Sequence[str] = (),
          json_output: bool = False, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
-    """Print the plan of ``file``; 0, or LocatedErrors (exit 2) for an invalid runbook."""
+    """Print the plan of ``file``; 0, or LocatedErrors (exit 2) for an invalid runbook.
+
+    Like ``run``, it knows every variable of the run: a ``vars.X`` nothing sets, or a
+    ``--var`` the runbook does not know, is an error.
+    """
     templates = Templates()
-    given = resolve_vars({}, vars_file, var_pairs)
-    runbook, warnings = load_checked(file, templates, provided_vars=given)
+    given = resolve_vars({}, vars_files, var_pairs)
+    runbook, warnings = load_checked(file, templates, provided_vars=given, strict=True,
+                                     cli_vars=cli_var_names(var_pairs))
     variables = {**runbook.vars, **given}
     data, problems = build_plan(runbook, templates, variables, os.environ)
     problems = sorted(warnings + problems)

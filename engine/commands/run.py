@@ -12,14 +12,15 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from engine.errors import InternalError, ManifestError
+from engine.files import check_writable
 from engine.manifest import GitProbe, header, new_run_id, now_rfc3339, read_manifest
 from engine.model import Runbook, Status
 from engine.preflight import Prepared, preflight
 from engine.recording import Recording
 from engine.runner import Runner
 from engine.templating import Templates
-from engine.validation import load_runbook
-from engine.vars import resolve_vars
+from engine.validation import load_checked
+from engine.vars import cli_var_names, resolve_vars
 
 __all__ = ["run", "EXIT_CODES", "default_manifest_path", "new_run_info", "prepared_run"]
 
@@ -84,7 +85,7 @@ def run(
     file: str,
     *,
     var_pairs: Sequence[str] = (),
-    vars_file: str | None = None,
+    vars_files: Sequence[str] = (),
     manifest_path: str | None = None,
     emulate: bool = False,
     json_output: bool = False,
@@ -94,22 +95,36 @@ def run(
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
 ) -> int:
-    """Run ``file``; return the exit code (0, 1 or 130; 2 is raised as RunbookError)."""
+    """Run ``file``; return the exit code (0, 1 or 130; 2 is raised as RunbookError).
+
+    Everything that can be known before the first step is checked before it, and every
+    problem is raised at once: the runbook, the variables (a ``vars.X`` nothing sets, a
+    ``--var`` it does not know), the output paths, the secrets and every provider's
+    credentials.
+    """
     git = GitProbe(file)  # git runs while the runbook is loaded
     templates = Templates()
     try:
-        runbook, _ = load_runbook(file, templates)
+        given = resolve_vars({}, vars_files, var_pairs)
+        runbook, warnings = load_checked(file, templates, provided_vars=given, strict=True,
+                                         cli_vars=cli_var_names(var_pairs))
     finally:
         repository = git.result()
-    variables = resolve_vars(runbook.vars, vars_file, var_pairs)
+    for warning in warnings:
+        stderr.write(f"{warning}\n")
+    variables = {**runbook.vars, **given}
     previous = _previous_run(resume, runbook.name) if resume else None
     gc.freeze()  # what is loaded so far lives for the whole run: keep it out of every collection
     run_info = new_run_info()
+    path = manifest_path or default_manifest_path(run_info["id"])
+    check_writable(path, "--manifest" if manifest_path else "the manifest")
+    for option, report_path in (("--junit", junit_path), ("--summary", summary_path)):
+        if report_path:
+            check_writable(report_path, option)
     lines = stderr if json_output else stdout
     with prepared_run(runbook, templates, variables, run_info, emulate) as prepared:
         for notice in prepared.notices:
             stderr.write(notice + "\n")
-        path = manifest_path or default_manifest_path(run_info["id"])
         manifest = header(run_info["id"], run_info["started_at"], file, runbook.name,
                           runbook.sha256, variables, repository, emulated=emulate,
                           resumed_from=previous["run"]["id"] if previous else None)

@@ -46,7 +46,7 @@ def send(client: httpx.Client, request: httpx.Request, timeout: float | None) ->
     except httpx.TimeoutException as exc:
         phase = type(exc).__name__.replace("Timeout", "").lower() or "request"
         raise ProviderError(
-            "timeout", f"no answer within the step timeout of {timeout:g}s ({phase})"
+            "timeout", f"no answer within the per-attempt timeout of {timeout:g}s ({phase})"
             if timeout else f"timed out ({phase})"
         ) from None
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,

@@ -195,3 +195,5 @@ class Provider(Protocol):
     # Optional: ``target() -> str`` names where requests go (base URL, project,
     # environment); it is part of each step's request_sha256. ``replay(style,
     # request, timeout)`` sends a request as recorded in a manifest.
+    # ``verify_credentials(timeout)`` proves the credentials without side effects
+    # (raising ProviderError); pre-flight calls it before the first step.

@@ -21,10 +21,11 @@ class HttpProvider:
     def emulated_config(config: Mapping[str, Any], url: str) -> dict[str, Any]:
         """The configuration ``--emulate`` uses: the emulator's echo API under ``/http``.
 
-        Absolute ``url`` targets are rewritten to ``/http/<host>/<path>`` there too,
-        so an emulated run never leaves the machine.
+        Requests are recorded with the URL the runbook names (so ``--resume`` and ``replay``
+        find the same request again) and sent to ``/http/<host>/<path>`` of the emulator, so
+        an emulated run never leaves the machine.
         """
-        return {**config, "base_url": f"{url}/http", "_emulated": True}
+        return {**config, "_emulator_url": f"{url}/http"}
 
     def __init__(
         self, name: str, config: Mapping[str, Any], *, env: Mapping[str, str], redactor: Redactor
@@ -32,7 +33,7 @@ class HttpProvider:
         self.name = name
         self.base_url = str(config.get("base_url") or "").rstrip("/")
         self.headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
-        self._emulated = bool(config.get("_emulated"))
+        self._emulator_url: str | None = config.get("_emulator_url")
         self._client: Any = None
 
     def target(self) -> str:
@@ -40,12 +41,10 @@ class HttpProvider:
         return self.base_url
 
     def _url(self, target: Mapping[str, Any]) -> str:
+        """The URL the runbook names: ``url``, or ``base_url`` joined with ``path``."""
         if "url" in target:
-            url = str(target["url"])
-            if self._emulated:
-                return self.base_url + "/" + url.split("://", 1)[-1]
-            return url
-        if not self.base_url:
+            return str(target["url"])
+        if not self.base_url and self._emulator_url is None:
             raise ProviderError(
                 "configuration",
                 f"http provider {self.name!r} has no base_url, so the step needs a full url",
@@ -69,13 +68,20 @@ class HttpProvider:
         """Send a request recorded in a manifest (any 2xx succeeds)."""
         return self._send(request, None, timeout)
 
+    def _wire_url(self, url: str) -> str:
+        """Where a request for ``url`` goes: ``url`` itself, or its place on the emulator."""
+        if self._emulator_url is None:
+            return url
+        return self._emulator_url + "/" + url.split("://", 1)[-1].lstrip("/")
+
     def _send(self, spec: dict[str, Any], expected: Any, timeout: float | None) -> ActionResult:
         if self._client is None:
-            self._client = _http.make_client(self.base_url or "http://localhost", self.headers)
+            base = self._emulator_url or self.base_url or "http://localhost"
+            self._client = _http.make_client(base, self.headers)
         query = {k: _query_value(v) for k, v in (spec.get("query") or {}).items()}
         request = self._client.build_request(
             spec["method"],
-            spec["url"],
+            self._wire_url(str(spec["url"])),
             params=query or None,
             headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
             json=spec["body"] if "body" in spec else None,

@@ -80,14 +80,26 @@ class TokenCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        self._refused: dict[tuple[str, ...], ProviderError] = {}
 
     def get(self, key: tuple[str, ...], exchange: Callable[[], tuple[str, float]]) -> str:
-        """The cached token for ``key``, or a new one from ``exchange()`` -> (token, lifetime)."""
+        """The cached token for ``key``, or a new one from ``exchange()`` -> (token, lifetime).
+
+        Credentials the token endpoint refused (401/403) are not sent again in this process:
+        providers sharing them get the same error.
+        """
         with self._lock:
             cached = self._tokens.get(key)
             if cached is not None and _clock() < cached[1]:
                 return cached[0]
-            token, lifetime = exchange()
+            if key in self._refused:
+                raise self._refused[key]
+            try:
+                token, lifetime = exchange()
+            except ProviderError as exc:
+                if exc.type == "authentication":
+                    self._refused[key] = exc
+                raise
             self._tokens[key] = (token, _clock() + lifetime - min(RENEW_BEFORE, lifetime / 2))
             return token
 
@@ -98,9 +110,10 @@ class TokenCache:
                 del self._tokens[key]
 
     def clear(self) -> None:
-        """Forget every token."""
+        """Forget every token (and every refusal)."""
         with self._lock:
             self._tokens.clear()
+            self._refused.clear()
 
 
 #: The process-wide cache: one exchange per run and set of credentials.
@@ -398,6 +411,16 @@ class PipedreamProvider:
         )
 
     # -- tokens -------------------------------------------------------------------------------
+
+    def verify_credentials(self, timeout: float | None) -> None:
+        """Prove client credentials before the run's first step: the token exchange, whose
+        token is then cached for the run. A ready token is not checked (proving it would
+        need a request that acts)."""
+        if not self._cache_key:
+            return
+        if self._client is None:
+            self._client = _http.make_client(self.base_url)
+        self._bearer(timeout)
 
     def _bearer(self, timeout: float | None) -> str:
         if not self._cache_key:

@@ -40,6 +40,10 @@ class TypeInfo(NamedTuple):
     style_options: dict[str, dict[str, list[str]]]
     #: Options that a step may leave to the provider block's config key of the same name.
     options_from_config: tuple[str, ...]
+    #: Keys of ``steps.<id>`` beyond the common ones (Pipedream's ``stash_id``).
+    step_extras: tuple[str, ...] = ()
+    #: Per dispatch style, the only keys ``steps.<id>.exports`` can have (a style not listed: any).
+    exports_keys: dict[str, tuple[str, ...]] = {}
 
 
 def _from_class(name: str, cls: Any) -> TypeInfo:
@@ -52,6 +56,7 @@ def _from_class(name: str, cls: Any) -> TypeInfo:
         style_hint=getattr(cls, "style_hint", None),
         style_options=dict(getattr(cls, "style_options", {})),
         options_from_config=tuple(getattr(cls, "options_from_config", ())),
+        step_extras=tuple(getattr(cls, "step_extras", ())),
     )
 
 
@@ -79,6 +84,9 @@ def type_info(name: str) -> TypeInfo | None:
             style_hint=meta.get("style_hint"),
             style_options=meta.get("style_options", {}),
             options_from_config=tuple(meta.get("options_from_config", ())),
+            step_extras=tuple(meta.get("step_context", {}).get("extras", ())),
+            exports_keys={style: tuple(keys)
+                          for style, keys in meta.get("step_context", {}).get("exports", {}).items()},
         )
     cls = _plugin(name)
     return _from_class(name, cls) if cls is not None else None
