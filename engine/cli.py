@@ -18,6 +18,7 @@ from engine import __version__
 __all__ = ["cli", "main"]
 
 _VAR_HELP = "Set a variable: KEY=VALUE, VALUE read as YAML (n=3 is a number). Repeatable."
+_VARS_FILE_HELP = "A YAML mapping of variables. Repeatable: a later file wins key by key."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,7 +33,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help=_VAR_HELP)
-@click.option("--vars-file", type=click.Path(dir_okay=False), help="A YAML mapping of variables.")
+@click.option("--vars-file", "vars_files", multiple=True, type=click.Path(dir_okay=False), help=_VARS_FILE_HELP)
 @click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False),
               help="Where to write the manifest (default .runbook/runs/<run id>.json).")
 @click.option("--emulate", is_flag=True,
@@ -44,7 +45,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Also write a JUnit XML report (one testcase per step) to PATH.")
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False), metavar="PATH",
               help="Append a Markdown summary to PATH (e.g. \"$GITHUB_STEP_SUMMARY\").")
-def run(file: str, var_pairs: tuple[str, ...], vars_file: str | None,
+def run(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...],
         manifest_path: str | None, emulate: bool, json_output: bool, resume: str | None,
         junit_path: str | None, summary_path: str | None) -> int:
     """Validate FILE, then run its steps in order and write a results manifest."""
@@ -56,7 +57,7 @@ def run(file: str, var_pairs: tuple[str, ...], vars_file: str | None,
 
         reports = reporting_errors(file, junit_path, summary_path)  # exit 2 still leaves the reports
     with reports:
-        return run_command(file, var_pairs=var_pairs, vars_file=vars_file,
+        return run_command(file, var_pairs=var_pairs, vars_files=vars_files,
                            manifest_path=manifest_path, emulate=emulate, json_output=json_output,
                            resume=resume, junit_path=junit_path, summary_path=summary_path)
 
@@ -64,28 +65,37 @@ def run(file: str, var_pairs: tuple[str, ...], vars_file: str | None,
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help=_VAR_HELP)
-@click.option("--vars-file", type=click.Path(dir_okay=False),
-              help="A YAML mapping of the variables a run will be given.")
+@click.option("--vars-file", "vars_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A YAML mapping of the variables a run will be given. Repeatable.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
               show_default=True, help="How to print problems.")
-def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], vars_file: str | None, fmt: str) -> int:
-    """Check FILES (files, globs or directories) without sending anything."""
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Leave out files whose path or name matches GLOB (e.g. 'runbooks/lib/*'). Repeatable.")
+@click.option("--runbooks-only", is_flag=True,
+              help="Skip named files that are not runbooks too (no steps: and no runbook $schema "
+                   "modeline), and succeed when none is left: for a pre-commit hook.")
+def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], vars_files: tuple[str, ...], fmt: str,
+             excludes: tuple[str, ...], runbooks_only: bool) -> int:
+    """Check FILES (files, globs or directories) without sending anything.
+
+    YAML files found under a directory or by a glob that are not runbooks are skipped.
+    """
     from engine.commands.validate import validate as validate_command
 
-    return validate_command(files, var_pairs=var_pairs, vars_file=vars_file, fmt=fmt,
-                            stdout=sys.stdout, stderr=sys.stderr)
+    return validate_command(files, var_pairs=var_pairs, vars_files=vars_files, fmt=fmt, excludes=excludes,
+                            runbooks_only=runbooks_only, stdout=sys.stdout, stderr=sys.stderr)
 
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help=_VAR_HELP)
-@click.option("--vars-file", type=click.Path(dir_okay=False), help="A YAML mapping of variables.")
+@click.option("--vars-file", "vars_files", multiple=True, type=click.Path(dir_okay=False), help=_VARS_FILE_HELP)
 @click.option("--json", "json_output", is_flag=True, help="Print the plan as JSON.")
-def plan(file: str, var_pairs: tuple[str, ...], vars_file: str | None, json_output: bool) -> int:
+def plan(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...], json_output: bool) -> int:
     """Show what `run` would send for each step of FILE, without sending anything."""
     from engine.commands.plan import plan as plan_command
 
-    return plan_command(file, var_pairs=var_pairs, vars_file=vars_file, json_output=json_output,
+    return plan_command(file, var_pairs=var_pairs, vars_files=vars_files, json_output=json_output,
                         stdout=sys.stdout, stderr=sys.stderr)
 
 
@@ -118,6 +128,10 @@ def emulate(host: str, port: int) -> int:
         serve_forever(host, port, on_ready=ready)
     except KeyboardInterrupt:
         return 0
+    except OSError as exc:  # the port is taken, or the address is not this machine's: not a bug
+        from engine.errors import RunbookError
+
+        raise RunbookError(f"runbook emulate: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return 0
 
 
@@ -152,12 +166,41 @@ def _report_internal(exc: BaseException, debug: bool) -> None:
         )
 
 
+def _hoist_debug(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` with every standalone ``--debug`` moved before the subcommand, where click
+    takes it (``runbook run x.yml --debug`` is ``runbook --debug run x.yml``); not one after a
+    literal ``--``, nor the value of an option that takes one (``--var --debug``)."""
+    command = None
+    takes_value: set[str] = set()
+    kept: list[str] = []
+    debug = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            kept += args[i:]
+            break
+        if arg == "--debug":
+            debug = True
+        else:
+            kept.append(arg)
+            if arg in takes_value and i + 1 < len(args):
+                kept.append(args[i + 1])
+                i += 1
+            elif command is None and not arg.startswith("-"):
+                command = cli.commands.get(arg)
+                takes_value = {opt for param in (command.params if command else ())
+                               if isinstance(param, click.Option) and not param.is_flag and param.nargs > 0
+                               for opt in param.opts}
+        i += 1
+    return (["--debug", *kept] if debug else kept), debug
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``runbook`` console script; returns the exit code (the script exits with it)."""
     from engine.errors import InternalError, RunbookError
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    args, debug = _hoist_debug(list(sys.argv[1:] if argv is None else argv))
     try:
         result = cli.main(args=args, prog_name="runbook", standalone_mode=False)
     except click.exceptions.Exit as exc:

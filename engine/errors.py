@@ -31,6 +31,8 @@ class Problem(NamedTuple):
 
     def __str__(self) -> str:
         prefix = "" if self.severity == "error" else f"{self.severity}: "
+        if not self.line:  # not in a file: the command line
+            return f"{self.file}: {prefix}{self.message}"
         return f"{self.file}:{self.line}:{self.col}: {prefix}{self.message}"
 
 

@@ -321,6 +321,32 @@ class _Builder:
         raise AssertionError(key)  # pragma: no cover - the key was found before
 
 
+def _explain_syntax_error(text: str, line: int, col: int, what: str) -> tuple[int, int, str]:
+    """The parser's message for the two commonest slips (a tab, an unquoted ``: ``) in plain words.
+
+    libyaml and PyYAML word them differently ("found character that cannot start any token",
+    "found character '\\t' ...", "found a tab character that violates indentation"; "mapping
+    values are not allowed in this context" / "here"); the text at the mark tells them apart.
+    """
+    lines = re.split(r"\r\n|[\r\n\x85\u2028\u2029]", text)
+    source = lines[line - 1] if 0 < line <= len(lines) else ""
+    at = source[col - 1:col]
+    if ("cannot start any token" in what and at == "\t") or "'\\t'" in what or "tab character" in what:
+        if at != "\t" and "\t" in source:
+            col = source.index("\t") + 1  # point at the tab itself
+        if re.fullmatch(r"[ \t?:-]*", source[:col - 1]):
+            return line, col, "a tab in the indentation: YAML indents with spaces only"
+        return line, col, "a tab where YAML allows only spaces (YAML indents and separates with spaces only)"
+    if what.startswith("mapping values are not allowed"):
+        what = "mapping values are not allowed here"
+        if re.search(r":[ \t]", source[:col - 1]):
+            return line, col, (f"{what} (a ': ' inside an unquoted value starts a mapping: "
+                               "quote the whole value)")
+        return line, col, (f"{what} (the unquoted value above goes on over this line, so this ': ' is inside "
+                           "it: indent this key like the keys beside it, or quote the value)")
+    return line, col, what
+
+
 def load_text(text: str, file: str) -> Document:
     """Load one YAML document from ``text``; every problem raises :class:`LocatedErrors`."""
     source = SourceMap(file)
@@ -333,6 +359,8 @@ def load_text(text: str, file: str) -> Document:
         what = exc.problem or exc.context or "invalid YAML"
         if "expected a single document" in str(exc):
             what = "only one YAML document per file (remove the '---' separator)"
+        else:
+            line, col, what = _explain_syntax_error(text, line, col, what)
         raise LocatedErrors([Problem(file, line, col, f"YAML syntax error: {what}")]) from None
     except yaml.YAMLError as exc:
         raise LocatedErrors([Problem(file, 1, 1, f"YAML error: {exc}")]) from None

@@ -62,9 +62,11 @@ def _counts(steps: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def _error_text(error: dict[str, Any]) -> str:
+def _error_text(error: dict[str, Any], *, located: bool = True) -> str:
+    """``FILE:LINE:COL: type (HTTP n): message``, as the console prints a step's error."""
     status = f" (HTTP {error['http_status']})" if error.get("http_status") else ""
-    return f"{error.get('type', 'error')}{status}: {error.get('message', '')}"
+    where = f"{error['location']}: " if located and error.get("location") else ""
+    return f"{where}{error.get('type', 'error')}{status}: {error.get('message', '')}"
 
 
 def _clip(text: str, limit: int = 20_000) -> str:
@@ -163,7 +165,8 @@ def junit_xml(manifest: dict[str, Any], manifest_path: str | None = None) -> byt
                                                    "type": _xml_text(error.get("type", "failed"))})
             node.text = _xml_text(_failure_text(step))
         ET.SubElement(case, "system-out").text = _xml_text(_step_out(step))
-    out = [f"run {run.get('id')}: {run.get('status')}"]
+    out = [f"run {run['id']}: {run.get('status')}" if run.get("id")
+           else f"runbook {runbook['name']}: not run ({run.get('status')})"]
     if run.get("error"):
         out.append(f"error: {run['error']}")
     if manifest.get("outputs"):
@@ -207,9 +210,9 @@ def summary_markdown(manifest: dict[str, Any], manifest_path: str | None = None)
     icon = _ICON.get(run.get("status", ""))
     title = f"runbook `{_plain(runbook['name'])}`: {run.get('status')}"
     lines = [f"### {icon} {title}" if icon else f"### {title}", ""]
-    facts = [f"run `{run.get('id')}`", f"{len(steps)} step{'s' if len(steps) != 1 else ''}",
-             _duration(run.get("duration_ms"))]
-    if runbook.get("path"):
+    facts = [f"run `{run['id']}`" if run.get("id") else "not run",
+             f"{len(steps)} step{'s' if len(steps) != 1 else ''}", _duration(run.get("duration_ms"))]
+    if runbook.get("path") and runbook["path"] != runbook["name"]:
         facts.append(f"`{_plain(runbook['path'])}`")
     if run.get("resumed_from"):
         facts.append(f"resumed from `{run['resumed_from']}`")
@@ -236,8 +239,9 @@ def summary_markdown(manifest: dict[str, Any], manifest_path: str | None = None)
         lines.append("")
     failed = [s for s in steps if s.get("error") and s["status"] in ("failed", "interrupted")]
     for step in failed:
-        message = _cell(_error_text(step["error"]), 1000, table=False)
-        lines.append(f"**{_plain(step['id'])}** {step['status']}: {message}")
+        message = _cell(_error_text(step["error"], located=False), 1000, table=False)
+        where = f" at `{_plain(step['error']['location'])}`" if step["error"].get("location") else ""
+        lines.append(f"**{_plain(step['id'])}** {step['status']}: {message}{where}")
         if step["error"].get("attribution"):
             lines.append(f"attribution: {_plain(str(step['error']['attribution']))}")
         lines.append("")
@@ -258,12 +262,10 @@ def write_reports(manifest: dict[str, Any], *, junit_path: str | None = None,
     problems: list[str] = []
     if junit_path:
         try:
-            folder = os.path.dirname(os.path.abspath(junit_path))
-            os.makedirs(folder, exist_ok=True)
-            tmp = f"{junit_path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(junit_xml(manifest, manifest_path))
-            os.replace(tmp, junit_path)
+            from engine.files import atomic_write
+
+            os.makedirs(os.path.dirname(os.path.abspath(junit_path)), exist_ok=True)
+            atomic_write(junit_path, junit_xml(manifest, manifest_path))
         except OSError as exc:
             problems.append(f"cannot write the JUnit report {junit_path}: {exc.strerror or exc}")
     if summary_path:
@@ -304,16 +306,41 @@ def _scrub_secrets(file: str, message: str) -> str:
     return redactor.text(message)
 
 
+def _runbook_name(file: str) -> str:
+    """The runbook's ``name:`` if the file can be read far enough to know it, else its path.
+
+    A file that is not valid YAML further down still names itself on a top-level
+    ``name:`` line holding a one-line plain or quoted value.
+    """
+    from engine.errors import LocatedErrors
+    from engine.loader import load_file
+
+    try:
+        data = load_file(file).data
+    except LocatedErrors:
+        try:
+            with open(file, encoding="utf-8") as fh:
+                found = re.search(r"(?m)^name[ \t]*:[ \t]+(\S.*?)(?:[ \t]+#.*)?[ \t]*$", fh.read())
+        except (OSError, UnicodeDecodeError):
+            return file
+        value = found.group(1) if found else ""
+        if len(value) > 1 and value[0] in "\"'" and value[-1] == value[0]:
+            value = value[1:-1]
+        elif value[:1] in ("", *"\"'&*!|>{[%@`"):
+            return file  # not a one-line plain value: nothing to trust
+        return value.strip() or file
+    name = data.get("name") if isinstance(data, dict) else None
+    return name.strip() if isinstance(name, str) and name.strip() else file
+
+
 def _write_not_run(file: str, message: str, junit_path: str | None, summary_path: str | None) -> None:
     """Reports saying nothing ran, and why (the located problems, secrets scrubbed)."""
     from engine.manifest import now_rfc3339
 
     message = _scrub_secrets(file, message)
-
-    name = os.path.splitext(os.path.basename(file))[0]
     manifest = {
         "run": {"id": None, "status": "invalid", "started_at": now_rfc3339(), "duration_ms": 0},
-        "runbook": {"name": name, "path": file},
+        "runbook": {"name": _runbook_name(file), "path": file},
         "steps": [{
             "id": "validate", "name": "validate, check vars and secrets", "section": "steps",
             "provider": "runbook", "provider_type": "runbook", "dispatch": "none",

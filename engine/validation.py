@@ -556,6 +556,8 @@ class _Linter:
         self.cli_vars = tuple(cli_vars)
         self.problems: list[Problem] = []
         self._lines: list[str] | None = None
+        #: The variables the runbook declares or uses (``{"*"}``: it reads ``vars`` by a computed key).
+        self.known_vars: set[str] = set()
 
     def warn(self, path: Path, message: str, severity: str = "warning") -> None:
         self.problems.append(
@@ -610,6 +612,7 @@ class _Linter:
             dynamic = dynamic or analysis.dynamic_vars
             found.extend((path, name, src) for name in analysis.vars
                          if name not in known and not unsafe_attribute(name))
+        self.known_vars = {"*"} if dynamic else declared | used
         for name in self.cli_vars:
             if name in declared or name in used or dynamic:
                 continue
@@ -744,26 +747,36 @@ def _var_name(node: Any) -> set[str]:
 
 
 def lint_document(doc: Document, templates: Templates, provided_vars: Iterable[str] = (), *,
-                  strict: bool = False, cli_vars: Iterable[str] = ()) -> list[Problem]:
+                  strict: bool = False, cli_vars: Iterable[str] = (),
+                  known_vars: set[str] | None = None) -> list[Problem]:
     """Warnings about a runbook: ``vars.X`` that no default, ``--vars-file`` or ``--var``
     (``provided_vars``) sets, and YAML 1.1 habits (``yes``, ``0123``, ``1.10``) that YAML 1.2
     reads otherwise. With ``strict`` (the run's variables are all known) an unset ``vars.X``
-    is an error, and so is a ``--var`` name in ``cli_vars`` the runbook does not know."""
+    is an error, and so is a ``--var`` name in ``cli_vars`` the runbook does not know.
+    ``known_vars``, when given, gets the names the runbook declares or uses."""
     if not isinstance(doc.data, dict):
         return []
-    return sorted(_Linter(doc, templates, provided_vars, strict=strict, cli_vars=cli_vars).run())
+    linter = _Linter(doc, templates, provided_vars, strict=strict, cli_vars=cli_vars)
+    problems = sorted(linter.run())
+    if known_vars is not None:
+        known_vars |= linter.known_vars
+    return problems
 
 
 @_gc_paused
 def check_file(path: str, templates: Templates | None = None, *,
-               provided_vars: Iterable[str] = ()) -> list[Problem]:
-    """Every problem of one file, errors and warnings, sorted (what ``validate`` prints)."""
+               provided_vars: Iterable[str] = (), known_vars: set[str] | None = None) -> list[Problem]:
+    """Every problem of one file, errors and warnings, sorted (what ``validate`` prints).
+
+    ``known_vars``, when given, gets the variables the file declares or uses.
+    """
     templates = templates or Templates()
     try:
         doc = load_file(path)
     except LocatedErrors as exc:
         return list(exc.problems)
-    problems = validate_document(doc, templates) + lint_document(doc, templates, provided_vars)
+    problems = validate_document(doc, templates) + lint_document(doc, templates, provided_vars,
+                                                                 known_vars=known_vars)
     return sorted(problems)
 
 

@@ -116,4 +116,8 @@ def test_interrupt_records_the_step_runs_finally_and_exits_130(
     assert data["run"]["status"] == "interrupted"
     assert [(s["id"], s["status"]) for s in data["steps"]] == [
         ("s0", "interrupted"), ("s1", "not_run"), ("s2", "not_run"), ("cleanup", "succeeded")]
+    # the request was sent: its attempt is recorded, with no answer
+    (attempt,) = data["steps"][0]["attempts"]
+    assert attempt["number"] == 1 and attempt["http_status"] is None
+    assert attempt["error"].startswith("interrupted")
     assert "Traceback" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -185,3 +186,64 @@ def test_pyyaml_is_imported_without_compiling_the_pure_python_readers_check() ->
         "unacceptable character #x0001: special characters are not allowed",
         "{'a': [1, 'ok']}",
     ]
+
+
+_SLIPS = [
+    # a tab in the indentation: where the tab is, whichever parser reads it
+    ("version: 1\nsteps:\n\t- id: a\n", "3:1", "YAML syntax error: a tab in the indentation: YAML indents with "
+                                              "spaces only"),
+    ("a:\n  b: 1\n\tc: 2\n", "3:1", "a tab in the indentation"),
+    ("a:\n  b:\n  \tc: 1\n", "3:3", "a tab in the indentation"),
+    ("a: 1\r\nb:\r\n\tc: 1\r\n", "3:1", "a tab in the indentation"),
+    # an unquoted ': ' inside a value, on the key's line: at the second colon
+    ("name: x\ndescription: Note: this is it\n", "2:18",
+     "YAML syntax error: mapping values are not allowed here (a ': ' inside an unquoted value starts a mapping: "
+     "quote the whole value)"),
+    ("steps:\n  - id: a\n    when: a: b\n", "3:12", "quote the whole value"),
+    # a key indented under a plain value: the value runs on over its line
+    ("a: value\n  other: x\n", "2:8", "mapping values are not allowed here (the unquoted value above goes on over "
+                                      "this line, so this ': ' is inside it: indent this key like the keys beside "
+                                      "it, or quote the value)"),
+]
+
+
+@pytest.mark.parametrize(("text", "position", "message"), _SLIPS)
+def test_tabs_and_unquoted_colons_are_explained(text: str, position: str, message: str) -> None:
+    with pytest.raises(LocatedErrors) as info:
+        load_text(text, "f.yml")
+    (problem,) = info.value.problems
+    assert str(problem).startswith(f"f.yml:{position}: YAML syntax error: ")
+    assert message in str(problem)
+    assert "cannot start any token" not in str(problem) and "in this context" not in str(problem)
+
+
+def test_pure_python_parser_explains_the_same_slips() -> None:
+    """Without libyaml, PyYAML words the errors its own way ("found character '\\t' ..."); same messages."""
+    code = (
+        "import sys\n"
+        "sys.modules['yaml._yaml'] = None  # as if PyYAML had been built without libyaml\n"
+        "import json\n"
+        "from engine.errors import LocatedErrors\n"
+        "from engine.loader import load_text, yaml\n"
+        "assert not yaml.__with_libyaml__\n"
+        "for text in json.loads(sys.argv[1]):\n"
+        "    try:\n"
+        "        load_text(text, 'f.yml')\n"
+        "    except LocatedErrors as exc:\n"
+        "        print(exc.problems[0])\n"
+    )
+    texts = [text for text, _, _ in _SLIPS]
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(texts)], env=base_env(), capture_output=True,
+                          text=True, timeout=60, check=True)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(_SLIPS), proc.stdout
+    for line, (_, position, message) in zip(lines, _SLIPS, strict=True):
+        assert line.startswith(f"f.yml:{position}: YAML syntax error: ") and message in line, line
+
+
+def test_other_syntax_errors_keep_the_parsers_words() -> None:
+    with pytest.raises(LocatedErrors) as info:
+        load_text("a: @foo\n", "f.yml")
+    message = str(info.value)
+    assert message.startswith("f.yml:1:4: YAML syntax error: found character ") and "tab" not in message
+    assert message.endswith("that cannot start any token")

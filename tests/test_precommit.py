@@ -75,6 +75,7 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "runbooks" / "good.yml").write_text(GOOD)
     (tmp_path / "runbooks" / "bad.yml").write_text(BAD)
     (tmp_path / "deploy.runbook.yaml").write_text(BAD)
+    (tmp_path / "runbooks" / "settings.yml").write_text("a: 1\n")  # a hook's file, but not a runbook
     (tmp_path / "settings.yml").write_text("not: [a runbook\n")  # outside the hook's files
     _git("init", "-q", cwd=tmp_path)
     _git("add", "-A", cwd=tmp_path)
@@ -98,7 +99,7 @@ def test_hook_definition_is_what_pre_commit_expects() -> None:
     (hook,) = hooks
     assert hook["id"] == "runbook-validate"
     assert hook["language"] == "python"
-    assert hook["entry"] == "runbook validate"
+    assert hook["entry"] == "runbook validate --runbooks-only"
     pattern = re.compile(hook["files"])
     for path in ("runbooks/demo.yml", "ops/runbooks/x.yaml", "deploy.runbook.yml", "a/b.runbook.yaml"):
         assert pattern.search(path), path
@@ -122,3 +123,20 @@ def test_try_repo_fails_a_bad_runbook_and_passes_a_good_one(hook_repo: Path, pre
     good = try_repo(hook_repo, precommit_home, project, "runbooks/good.yml", "settings.yml")
     assert good.returncode == 0, good.stdout + good.stderr
     assert "Passed" in good.stdout
+
+
+def test_a_yaml_file_under_runbooks_that_is_not_a_runbook_passes(hook_repo: Path, precommit_home: Path,
+                                                                 project: Path) -> None:
+    """runbooks/settings.yml (``a: 1``) matches the hook's files, but has no steps: and no runbook
+    $schema modeline: skipped, not failed as a runbook missing version, name and steps."""
+    alone = try_repo(hook_repo, precommit_home, project, "runbooks/settings.yml")
+    output = alone.stdout + alone.stderr
+    assert alone.returncode == 0, output
+    assert "runbook validate" in output and "Passed" in output, output
+    assert "missing required key" not in output and "unknown key 'a'" not in output, output
+
+    both = try_repo(hook_repo, precommit_home, project, "runbooks/settings.yml", "runbooks/good.yml")
+    output = both.stdout + both.stderr
+    assert both.returncode == 0, output
+    assert "runbooks/good.yml: valid" in output
+    assert "skipped 1 YAML file that is not a runbook (no steps: and no runbook $schema modeline)" in output

@@ -9,6 +9,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from engine.emulator import Emulator
 from tests.conftest import base_env, run_cli
 
@@ -164,6 +166,42 @@ def test_reports_when_nothing_ran(write, tmp_path: Path) -> None:
     assert failure is not None and "secret 'UNSET_REPORT_SECRET' is not set" in failure.get("message")
     assert root.find("testsuite").get("failures") == "1"
     assert "UNSET_REPORT_SECRET" in summary.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        # invalid, but YAML: its name: is known
+        ("version: 1\nname: nightly-sync\nsteps:\n  - {id: a, provider: membrane, dispatch: {id: x}, tiemout: 3}\n",
+         "nightly-sync"),
+        # not even YAML further down: the name: line still says it
+        ('version: 1\nname: "half done"  # wip\nsteps:\n  - id: a\n\tprovider: membrane\n', "half done"),
+        # no name to be found: the path
+        ("version: 1\nsteps: [{id: a, provider: membrane, dispatch: {id: x}}]\n", "broken.yml"),
+        ("version: 1\nname: [a\n", "broken.yml"),
+        (None, "broken.yml"),  # no such file
+    ],
+)
+def test_reports_of_a_run_that_never_started_name_the_runbook(tmp_path: Path, text: str | None, name: str) -> None:
+    if text is not None:
+        (tmp_path / "broken.yml").write_text(text)
+    junit, summary = tmp_path / "j.xml", tmp_path / "s.md"
+    result = run_cli(["run", "broken.yml", "--junit", str(junit), "--summary", str(summary)], cwd=tmp_path)
+    assert result.code == 2
+    xml, markdown = junit.read_text(encoding="utf-8"), summary.read_text(encoding="utf-8")
+    assert "None" not in xml and "None" not in markdown
+    suite = ET.fromstring(xml.encode()).find("testsuite")
+    assert suite.get("name") == name
+    (case,) = suite.iter("testcase")
+    assert case.get("classname") == f"{name}.steps"
+    assert suite.find("failure") is None and case.find("failure") is not None
+    assert suite.find("system-out").text == f"runbook {name}: not run (invalid)\n"
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props == {"run.status": "invalid", "runbook.path": "broken.yml"}
+    first, _, facts = markdown.splitlines()[:3]
+    assert first == f"### ❌ runbook `{name}`: invalid"
+    assert facts == "not run · 1 step · 0 ms" + (" · `broken.yml`" if name != "broken.yml" else "")
+    assert "**validate** failed: `invalid: broken.yml:" in markdown
 
 
 def test_reports_of_a_run_stopped_at_pre_flight_do_not_quote_secrets(write, tmp_path: Path) -> None:

@@ -159,6 +159,111 @@ def test_problems_of_several_files_are_sorted(write, tmp_path: Path) -> None:
     assert result.stderr.splitlines()[-1] == "3 errors in 2 files"
 
 
+_OK = "version: 1\nname: ok\nsteps: [{id: a, provider: membrane, dispatch: {id: x}}]\n"
+_MODELINE = "# yaml-language-server: $schema=../schemas/runbook.schema.json\n"
+
+
+def _tree(tmp_path: Path) -> None:
+    """runbooks/ with two runbooks (one only by its modeline), a library part and two YAML files that are not."""
+    (tmp_path / "runbooks" / "lib").mkdir(parents=True)
+    (tmp_path / "runbooks" / "ok.yml").write_text(_OK)
+    (tmp_path / "runbooks" / "typo.yml").write_text(_MODELINE + "version: 1\nname: typo\nstep: []\n")
+    (tmp_path / "runbooks" / "settings.yml").write_text("a: 1\n")
+    (tmp_path / "runbooks" / "matrix.yaml").write_text("include: [a, b]\nsteps_count: 3\n  nested_steps: x\n")
+    (tmp_path / "runbooks" / "lib" / "part.yml").write_text(_OK.replace("id: a", "id: 9"))
+    (tmp_path / "runbooks" / "lib" / "page.tmpl.yml").write_text('"steps": {{ steps }}\n')
+
+
+def test_a_directory_skips_yaml_files_that_are_not_runbooks(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    result = run_cli(["validate", "runbooks"], cwd=tmp_path)
+    assert result.code == 2
+    assert result.stdout.splitlines() == [
+        "runbooks/ok.yml: valid",
+        "skipped 2 YAML files that are not runbooks (no steps: and no runbook $schema modeline)",
+    ]
+    assert "runbooks/typo.yml:4:1: runbook: unknown key 'step' (did you mean 'steps'?)" in result.stderr
+    assert "runbooks/lib/part.yml:3:" in result.stderr and "page.tmpl.yml:" in result.stderr
+    assert "settings.yml" not in result.stderr and "matrix.yaml" not in result.stderr
+    by_glob = run_cli(["validate", "runbooks/*.y*ml", "--format", "json"], cwd=tmp_path)
+    assert by_glob.code == 2
+    report = json.loads(by_glob.stdout)
+    assert report["files"] == ["runbooks/ok.yml", "runbooks/typo.yml"]
+    assert report["skipped"] == ["runbooks/matrix.yaml", "runbooks/settings.yml"]
+
+
+def test_excludes_match_the_path_or_the_name(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    result = run_cli(["validate", "runbooks", "--exclude", "runbooks/lib/*", "--exclude", "typo.yml"], cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert result.stdout == ("runbooks/ok.yml: valid\n"
+                             "skipped 2 YAML files that are not runbooks (no steps: and no runbook $schema "
+                             "modeline)\n")
+    assert result.stderr == ""
+    dotted = run_cli(["validate", "./runbooks", "--exclude", "runbooks/lib/*", "--exclude", "*.tmpl.yml",
+                      "--exclude", "runbooks/typo.yml", "--format", "json"], cwd=tmp_path)
+    assert dotted.code == 0, dotted.stdout
+    assert json.loads(dotted.stdout)["files"] == ["./runbooks/ok.yml"]
+    named = run_cli(["validate", "runbooks/ok.yml", "runbooks/typo.yml", "--exclude", "typo.yml"], cwd=tmp_path)
+    assert (named.code, named.stdout) == (0, "runbooks/ok.yml: valid\n")
+
+
+def test_files_named_on_the_command_line_are_always_checked(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    result = run_cli(["validate", "runbooks/settings.yml", "runbooks/ok.yml"], cwd=tmp_path)
+    assert result.code == 2
+    assert result.stdout == "runbooks/ok.yml: valid\n"  # nothing skipped
+    assert "runbooks/settings.yml:1:1: runbook: unknown key 'a'" in result.stderr
+
+
+def test_a_directory_without_runbooks_is_still_an_error(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "settings.yml").write_text("a: 1\n")
+    result = run_cli(["validate", "config"], cwd=tmp_path)
+    assert result.code == 2
+    assert result.stderr == ("validate: no runbook files matched config (skipped 1 YAML file that is not a "
+                             "runbook (no steps: and no runbook $schema modeline))\n")
+    assert result.stdout == ""
+
+
+def test_runbooks_only_skips_named_files_too_and_nothing_left_is_a_quiet_success(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    quiet = run_cli(["validate", "--runbooks-only", "runbooks/settings.yml", "runbooks/matrix.yaml"], cwd=tmp_path)
+    assert (quiet.code, quiet.stdout, quiet.stderr) == (0, "", "")
+    mixed = run_cli(["validate", "--runbooks-only", "runbooks/settings.yml", "runbooks/ok.yml"], cwd=tmp_path)
+    assert mixed.code == 0, mixed.stderr
+    assert mixed.stdout == ("runbooks/ok.yml: valid\n"
+                            "skipped 1 YAML file that is not a runbook (no steps: and no runbook $schema modeline)\n")
+    as_json = run_cli(["validate", "--runbooks-only", "runbooks/settings.yml", "runbooks/typo.yml",
+                       "--format", "json"], cwd=tmp_path)
+    assert as_json.code == 2  # the modeline makes typo.yml a runbook, so its missing steps: is reported
+    report = json.loads(as_json.stdout)
+    assert (report["files"], report["skipped"]) == (["runbooks/typo.yml"], ["runbooks/settings.yml"])
+    assert run_cli(["validate", "--runbooks-only", "runbooks/absent.yml"], cwd=tmp_path).code == 2  # unreadable
+    excluded = run_cli(["validate", "--runbooks-only", "--exclude", "lib/*", "lib/part.yml"], cwd=tmp_path / "runbooks")
+    assert (excluded.code, excluded.stdout, excluded.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 1\nname: tabs\nsteps:\n  - id: a\n\tprovider: membrane\n",
+         "slip.yml:5:1: YAML syntax error: a tab in the indentation: YAML indents with spaces only"),
+        ("version: 1\nname: colon\ndescription: Note: this runs twice\nsteps: []\n",
+         "slip.yml:3:18: YAML syntax error: mapping values are not allowed here (a ': ' inside an unquoted value "
+         "starts a mapping: quote the whole value)"),
+    ],
+)
+def test_yaml_slips_are_explained_by_validate(write, tmp_path: Path, text: str, expected: str) -> None:
+    write(text, "slip.yml")
+    result = run_cli(["validate", "slip.yml"], cwd=tmp_path)
+    assert result.code == 2
+    assert result.stderr.splitlines() == [expected, "1 error in 1 file"]
+    github = run_cli(["validate", "slip.yml", "--format", "github"], cwd=tmp_path)
+    line, col, message = expected.split(":", 3)[1:]
+    assert github.stdout.startswith(f"::error file=slip.yml,line={line},col={col}::{message.strip()}")
+
+
 def _properties(node: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
     found = []
     if isinstance(node, dict):

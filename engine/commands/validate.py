@@ -2,34 +2,68 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import TextIO
 
 from engine.errors import Problem, RunbookError
 from engine.templating import Templates
-from engine.validation import check_file
-from engine.vars import resolve_vars
+from engine.validation import check_file, suggest
+from engine.vars import cli_var_names, resolve_vars
 
-__all__ = ["validate", "expand_paths"]
+__all__ = ["validate", "expand_paths", "looks_like_runbook"]
 
 _YAML = (".yml", ".yaml")
+
+# A runbook has a top-level steps: key, or says it is one with the schema's editor modeline.
+# (Patterns, not compiled ones: `validate FILE` never needs them, and compiling costs start-up time.)
+_STEPS_KEY = r"""(?m)^["']?steps["']?[ \t]*:"""
+_MODELINE = r"(?m)^#[ \t]*yaml-language-server:[ \t]*\$schema=\S*runbook\.schema\.json"
+_SKIP_REASON = "no steps: and no runbook $schema modeline"
+
+
+def _found(patterns: Sequence[str]) -> dict[str, bool]:
+    """Each file the patterns name, with whether it was named itself (not found under a
+    directory or by a glob)."""
+    files: dict[str, bool] = {}
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            for root, _, names in os.walk(pattern):
+                for name in names:
+                    if name.endswith(_YAML):
+                        files.setdefault(os.path.join(root, name), False)
+        elif any(c in pattern for c in "*?["):
+            for name in glob.glob(pattern, recursive=True):
+                files.setdefault(name, False)
+        else:
+            files[pattern] = True
+    return files
 
 
 def expand_paths(patterns: Sequence[str]) -> list[str]:
     """Files, globs and directories (searched for *.yml / *.yaml) to a sorted file list."""
-    files: list[str] = []
-    for pattern in patterns:
-        if os.path.isdir(pattern):
-            for root, _, names in os.walk(pattern):
-                files.extend(os.path.join(root, n) for n in names if n.endswith(_YAML))
-        elif any(c in pattern for c in "*?["):
-            files.extend(glob.glob(pattern, recursive=True))
-        else:
-            files.append(pattern)
-    return sorted(dict.fromkeys(files))
+    return sorted(_found(patterns))
+
+
+def looks_like_runbook(path: str) -> bool:
+    """A cheap look at the text, before any parsing: a top-level ``steps:`` key or the runbook
+    schema's modeline. A file that cannot be read counts as a runbook (checking it says why)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError):
+        return True
+    return bool(re.search(_STEPS_KEY, text) or re.search(_MODELINE, text))
+
+
+def _excluded(path: str, excludes: Sequence[str]) -> bool:
+    """Whether an ``--exclude`` glob matches the path as found, its normal form or its basename."""
+    candidates = {path, os.path.normpath(path), os.path.basename(path)}
+    return any(fnmatch.fnmatch(c, pattern) for pattern in excludes for c in candidates)
 
 
 def _escape_github(text: str) -> str:
@@ -46,23 +80,53 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_file: str | None = None,
-             fmt: str = "text", stdout: TextIO, stderr: TextIO) -> int:
-    """Validate every file; 0 when all are valid (warnings allowed), 2 otherwise.
+def _skipped_note(skipped: Sequence[str]) -> str:
+    if len(skipped) == 1:
+        return f"skipped 1 YAML file that is not a runbook ({_SKIP_REASON})"
+    return f"skipped {len(skipped)} YAML files that are not runbooks ({_SKIP_REASON})"
+
+
+def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_files: Sequence[str] = (),
+             fmt: str = "text", excludes: Sequence[str] = (), runbooks_only: bool = False,
+             stdout: TextIO, stderr: TextIO) -> int:
+    """Validate every runbook; 0 when all are valid (warnings allowed), 2 otherwise.
+
+    A YAML file found under a directory or by a glob that does not look like a runbook
+    (:func:`looks_like_runbook`) is skipped; a file named on the command line is checked
+    unless ``runbooks_only`` (the pre-commit hook, which is given every staged file), which
+    also makes "no runbook left" a quiet success. ``excludes`` are globs of files to leave out.
 
     ``--var`` and ``--vars-file`` name the variables a run will be given, so that a
     ``vars.X`` no default, file or flag sets is reported (as a warning: the value may
     still come at run time).
     """
-    provided = set(resolve_vars({}, vars_file, var_pairs))
-    files = expand_paths(patterns)
+    provided = set(resolve_vars({}, vars_files, var_pairs))
+    found = _found(patterns)
+    files: list[str] = []
+    skipped: list[str] = []
+    for file, named in sorted(found.items()):
+        if _excluded(file, excludes):
+            continue
+        if (named and not runbooks_only) or looks_like_runbook(file):
+            files.append(file)
+        else:
+            skipped.append(file)
     if not files:
-        raise RunbookError("validate: no runbook files matched " + " ".join(patterns))
+        if runbooks_only and found:
+            return 0
+        note = f" ({_skipped_note(skipped)})" if skipped else ""
+        raise RunbookError("validate: no runbook files matched " + " ".join(patterns) + note)
     problems: list[Problem] = []
     templates = Templates()
+    known: set[str] = set()
     for file in files:
-        problems.extend(check_file(file, templates, provided_vars=provided))
+        problems.extend(check_file(file, templates, provided_vars=provided, known_vars=known))
     problems.sort()
+    # A --var that none of these runbooks declares or uses is a typo (validate may be given
+    # several runbooks that share their variables, so one that some file knows is fine).
+    unknown = [] if "*" in known else [n for n in cli_var_names(var_pairs) if n not in known]
+    problems += [Problem("(command line)", 0, 0, f"--var {name}: none of the runbooks validated declares "
+                         f"vars.{name} under vars: or uses it{suggest(name, sorted(known))}") for name in unknown]
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity == "warning"]
     bad_files = {p.file for p in errors}
@@ -70,6 +134,7 @@ def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_fil
         stdout.write(json.dumps({
             "valid": not errors,
             "files": files,
+            "skipped": skipped,
             "errors": len(errors),
             "warnings": len(warnings),
             "problems": [
@@ -89,6 +154,8 @@ def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_fil
             if file not in bad_files:
                 note = f" ({_plural(warned[file], 'warning')})" if file in warned else ""
                 stdout.write(f"{file}: valid{note}\n")
+        if skipped:
+            stdout.write(_skipped_note(skipped) + "\n")
         if errors:
             stderr.write(f"{_plural(len(errors), 'error')} in {_plural(len(bad_files), 'file')}\n")
     return 2 if errors else 0

@@ -1,0 +1,111 @@
+"""Small command-line behaviours: ``--debug`` wherever it is written."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from engine.cli import _hoist_debug
+from tests.conftest import base_env, run_cli
+
+OK = """\
+version: 1
+name: ok
+steps:
+  - {id: a, provider: membrane, dispatch: {id: x}}
+"""
+
+BAD = OK.replace("dispatch: {id: x}}", "dispatch: {id: x}, tiemout: 3}")
+
+CRASH_PLUGIN = '''
+from engine.providers.base import ActionResult
+
+
+class CrashProvider:
+    type_name = "crash"
+    styles = ("id",)
+    config_schema = {"type": "object"}
+    options_schema = {"type": "object"}
+
+    def __init__(self, name, config, *, env, redactor):
+        pass
+
+    def request_body(self, call):
+        return {"id": call.target}
+
+    def send(self, call, timeout):
+        raise RuntimeError("plugin bug")
+
+    def close(self):
+        pass
+'''
+
+
+@pytest.mark.parametrize("name", ["ok.yml", "bad.yml"])
+def test_debug_after_validate_changes_nothing_but_where_it_is_written(write, tmp_path: Path, name: str) -> None:
+    write(OK, "ok.yml")
+    write(BAD, "bad.yml")
+    before = run_cli(["--debug", "validate", name], cwd=tmp_path)
+    for args in (["validate", name, "--debug"], ["validate", "--debug", name], ["validate", name]):
+        after = run_cli(args, cwd=tmp_path)
+        assert (after.code, after.stdout, after.stderr) == (before.code, before.stdout, before.stderr), args
+    assert before.code == (0 if name == "ok.yml" else 2)
+    assert "no such option" not in before.stderr.lower()
+
+
+def test_debug_after_run_is_accepted(write, tmp_path: Path) -> None:
+    write(OK, "ok.yml")
+    result = run_cli(["run", "ok.yml", "--emulate", "--debug"], cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert result.step("a")["status"] == "succeeded"
+
+
+def test_debug_after_run_shows_the_traceback_of_a_bug(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    dist = site / "crashplugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (site / "crashplugin.py").write_text(CRASH_PLUGIN)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: crashplugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[runbook.providers]\ncrash = crashplugin:CrashProvider\n")
+    env = base_env()
+    env["PYTHONPATH"] = f"{site}:{env['PYTHONPATH']}"
+    (tmp_path / "crash.yml").write_text(textwrap.dedent("""\
+        version: 1
+        name: crash
+        steps: [{id: boom, provider: crash, dispatch: {id: x}}]
+    """))
+    quiet = run_cli(["run", "crash.yml"], cwd=tmp_path, env=env)
+    assert quiet.code == 3 and "Traceback" not in quiet.stderr
+    loud = run_cli(["run", "crash.yml", "--debug"], cwd=tmp_path, env=env)
+    assert loud.code == 3
+    assert "Traceback" in loud.stderr and "RuntimeError: plugin bug" in loud.stderr
+
+
+def test_a_debug_after_a_double_dash_or_as_an_options_value_is_left_alone(write, tmp_path: Path) -> None:
+    write(OK, "ok.yml")
+    named = run_cli(["validate", "ok.yml", "--", "--debug"], cwd=tmp_path)
+    assert named.code == 2
+    assert "--debug:1:1: cannot read file" in named.stderr and "ok.yml: valid" in named.stdout
+    as_value = run_cli(["validate", "ok.yml", "--var", "--debug"], cwd=tmp_path)
+    assert as_value.code == 2
+    assert "--var '--debug': expected KEY=VALUE" in as_value.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected", "debug"),
+    [
+        (["run", "x.yml", "--debug"], ["--debug", "run", "x.yml"], True),
+        (["--debug", "run", "x.yml", "--debug"], ["--debug", "run", "x.yml"], True),
+        (["validate", "--format", "json", "--debug", "x.yml"], ["--debug", "validate", "--format", "json", "x.yml"],
+         True),
+        (["validate", "x.yml", "--var", "--debug"], ["validate", "x.yml", "--var", "--debug"], False),
+        (["validate", "x.yml", "--", "--debug"], ["validate", "x.yml", "--", "--debug"], False),
+        (["validate", "--debug=1", "x.yml"], ["validate", "--debug=1", "x.yml"], False),
+        (["schema"], ["schema"], False),
+        ([], [], False),
+    ],
+)
+def test_hoisting_debug(argv: list[str], expected: list[str], debug: bool) -> None:
+    assert _hoist_debug(argv) == (expected, debug)
