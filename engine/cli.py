@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -114,9 +115,20 @@ def schema(which: str) -> int:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (loopback unless you ask otherwise).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
-def emulate(host: str, port: int) -> int:
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a --host that is not loopback (the emulator has no real authentication).")
+def emulate(host: str, port: int, allow_remote: bool) -> int:
     """Serve the Membrane and Pipedream emulator until Ctrl-C."""
     from engine.emulator import serve_forever
+    from engine.errors import RunbookError
+
+    if not _is_loopback(host):
+        if not allow_remote:
+            raise RunbookError(
+                f"runbook emulate: --host {host} is not a loopback address: the emulator accepts any "
+                "token, so anyone who can reach it could use it; pass --allow-remote if you mean it")
+        click.echo(f"warning: serving the emulator on {host}, beyond this machine; it has no real "
+                   "authentication", err=True)
 
     def ready(url: str) -> None:
         click.echo(f"runbook emulator listening on {url}  (Ctrl-C to stop)")
@@ -129,10 +141,20 @@ def emulate(host: str, port: int) -> int:
     except KeyboardInterrupt:
         return 0
     except OSError as exc:  # the port is taken, or the address is not this machine's: not a bug
-        from engine.errors import RunbookError
-
         raise RunbookError(f"runbook emulate: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @cli.command()
@@ -154,16 +176,17 @@ def replay(manifest: str, step_ids: tuple[str, ...], from_run_log: str | None,
                           out_path=out_path, emulate=emulate, json_output=json_output)
 
 
-def _report_internal(exc: BaseException, debug: bool) -> None:
+def _report_internal(exc: BaseException, debug: bool, redact: Callable[[str], str] = str) -> None:
+    """One line saying it is a bug (the traceback with ``--debug``), secrets redacted."""
     if debug:
         import traceback
 
-        traceback.print_exception(type(exc), exc, exc.__traceback__)
+        sys.stderr.write(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
     else:
-        sys.stderr.write(
+        sys.stderr.write(redact(
             f"runbook: internal error ({type(exc).__name__}: {exc}); this is a bug. "
             "Run again with --debug for the traceback.\n"
-        )
+        ))
 
 
 def _hoist_debug(args: list[str]) -> tuple[list[str], bool]:
@@ -212,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("interrupted\n")
         return 130
     except InternalError as exc:
-        _report_internal(exc.original, debug)
+        _report_internal(exc.original, debug, exc.redact)
         return 3
     except RunbookError as exc:
         sys.stderr.write(f"{exc}\n")

@@ -15,6 +15,7 @@ before raising, so a user sees every mistake of a file at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 __all__ = ["Problem", "RunbookError", "LocatedErrors", "ManifestError", "InternalError"]
@@ -55,8 +56,10 @@ class ManifestError(RunbookError):
 
 
 class InternalError(Exception):
-    """A bug that a run met and recorded; carries the original exception."""
+    """A bug that a run met and recorded; carries the original exception and the run's
+    redaction (``redact``), so that neither its message nor its traceback prints a secret."""
 
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(f"{type(original).__name__}: {original}")
+    def __init__(self, original: BaseException, redact: Callable[[str], str] | None = None) -> None:
+        self.redact: Callable[[str], str] = redact or (lambda text: text)
+        super().__init__(self.redact(f"{type(original).__name__}: {original}"))
         self.original = original

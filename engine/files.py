@@ -21,7 +21,13 @@ def _reason(exc: OSError) -> str:
 
 
 def check_writable(path: str, what: str) -> None:
-    """Raise :class:`RunbookError` unless ``path`` can be written (creating its folder)."""
+    """Raise :class:`RunbookError` unless ``path`` can be written (creating its folder).
+
+    A symbolic link is refused: the manifest and JUnit are replaced whole and the summary
+    is appended to, and neither may write through a link someone planted.
+    """
+    if os.path.islink(path):
+        raise RunbookError(f"{what} {path}: is a symbolic link; name the file itself; nothing was sent")
     if os.path.isdir(path):
         raise RunbookError(f"{what} {path}: is a directory; nothing was sent")
     folder = os.path.dirname(os.path.abspath(path))

@@ -23,7 +23,7 @@ from engine import __version__
 from engine.errors import ManifestError
 from engine.files import atomic_write
 from engine.model import StepResult
-from engine.providers.base import Redactor
+from engine.redaction import Redactor
 
 __all__ = [
     "ManifestWriter",

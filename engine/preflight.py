@@ -14,8 +14,9 @@ from typing import Any, NamedTuple
 from engine.conformance import SchemaChecker
 from engine.errors import LocatedErrors, Problem
 from engine.model import Runbook
-from engine.providers.base import Provider, ProviderError, Redactor
+from engine.providers.base import Provider, ProviderError
 from engine.providers.registry import provider_class, type_info
+from engine.redaction import Redactor
 from engine.templating import TemplateError, Templates, iter_templates, render_value
 
 __all__ = ["Prepared", "preflight", "secret_references"]
@@ -111,7 +112,9 @@ def preflight(
             continue  # its configuration needs a secret that is not set: reported above
         cls = provider_class(spec.type)
         try:
-            config, _ = render_value(spec.config, templates, context, ("providers", name))
+            # every value rendered from a secret (`| upper`, `| b64encode`, ...) is learned, so a
+            # service that echoes a header back cannot leak it
+            config, _ = render_value(spec.config, templates, context, ("providers", name), redactor.add)
         except TemplateError as exc:
             problems.append(source.problem(position, str(exc)))
             continue
@@ -119,6 +122,9 @@ def preflight(
         if problem:  # jsonschema quotes the value, which may be a secret
             problems.append(source.problem(position, redactor.text(f"providers.{name}: {problem}")))
             continue
+        if config.get("insecure") is True:
+            notices.append(f"warning: providers.{name}: insecure: true - TLS certificates are NOT verified "
+                           "for its requests")
         if emulator_url is not None and hasattr(cls, "emulated_config"):
             config = cls.emulated_config(config, emulator_url)
         try:

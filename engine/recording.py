@@ -7,7 +7,7 @@ from typing import Any, TextIO
 
 from engine.manifest import ManifestWriter, now_rfc3339, scrubbed_line, step_record
 from engine.model import Runbook, Status, Step, StepResult
-from engine.providers.base import Redactor
+from engine.redaction import Redactor
 from engine.report import ConsoleReporter
 
 __all__ = ["Recording", "Fanout"]

@@ -16,7 +16,7 @@ import time
 from typing import Any, TextIO
 
 from engine.model import Runbook, Status, Step, StepResult
-from engine.providers.base import Redactor
+from engine.redaction import Redactor
 
 __all__ = ["ConsoleReporter", "Progress", "step_line", "wants_progress"]
 

@@ -270,7 +270,9 @@ def write_reports(manifest: dict[str, Any], *, junit_path: str | None = None,
             problems.append(f"cannot write the JUnit report {junit_path}: {exc.strerror or exc}")
     if summary_path:
         try:
-            with open(summary_path, "a", encoding="utf-8") as fh:
+            # O_NOFOLLOW: a symbolic link planted at the path is refused, not followed
+            fd = os.open(summary_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
                 fh.write(summary_markdown(manifest, manifest_path))
         except OSError as exc:
             problems.append(f"cannot append the summary to {summary_path}: {exc.strerror or exc}")
@@ -293,7 +295,7 @@ def reporting_errors(file: str, junit_path: str | None, summary_path: str | None
 def _scrub_secrets(file: str, message: str) -> str:
     """``message`` without the value of any secret the runbook names (a provider block rendered
     from a secret can be quoted in a configuration error)."""
-    from engine.providers.base import Redactor
+    from engine.redaction import Redactor
 
     try:
         with open(file, encoding="utf-8") as fh:

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple, Protocol
 from engine.conformance import SchemaChecker
 from engine.manifest import now_rfc3339, request_sha256
 from engine.model import Attempt, RetryPolicy, Runbook, Status, Step, StepError, StepResult
-from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError, Redactor
+from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError
+from engine.redaction import Redactor
 from engine.templating import TemplateError, Templates, contains_template, render_value
 
 __all__ = ["Observer", "RunOutcome", "Runner", "truthy", "retry_delay", "should_retry"]

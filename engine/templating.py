@@ -21,6 +21,19 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from engine.template_limits import (
+    LimitExceeded,
+    Limits,
+    NotData,
+    budget,
+    check_binop,
+    check_call,
+    check_data,
+    guard_filter,
+    limits_from_env,
+    sized,
+)
+
 if TYPE_CHECKING:  # jinja2 is imported when a template needs it, not to validate lookups
     from jinja2 import nodes
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -361,18 +374,29 @@ class _Compiled:
         from jinja2 import Undefined
 
         env = templates.env
+        limits = templates.limits
         if self._expression is not None:
             if isinstance(self._expression, str):
                 self._expression = env.compile_expression(
                     self._expression, undefined_to_none=False
                 )
-            value = self._expression(context)
+            with budget(limits):
+                value = self._expression(context)
             if isinstance(value, Undefined):
                 value._fail_with_undefined_error()
-            return value
+            return check_data(value, limits)
         if self._template is None:
             self._template = env.from_string(self.source)
-        return self._template.render(context)
+        pieces: list[str] = []
+        size = 0
+        with budget(limits):
+            for piece in self._template.generate(context):
+                size += len(piece)
+                if size > limits.max_size:
+                    raise LimitExceeded(f"the rendered text is over the limit of {limits.max_size:,} "
+                                        "characters (RUNBOOK_TEMPLATE_MAX_SIZE)")
+                pieces.append(piece)
+        return "".join(pieces)
 
 
 _MISSING = object()
@@ -394,24 +418,51 @@ def _sandboxed_lookup(env: ImmutableSandboxedEnvironment, context: Mapping[str, 
     return value
 
 
-def _make_environment() -> ImmutableSandboxedEnvironment:
-    """The one sandbox, with ``a.b`` on a mapping reading the key ``b`` first.
+#: Jinja globals a runbook has a use for; ``cycler``, ``joiner``, ``lipsum`` and ``namespace``
+#: are removed (objects that are not data, and the makings of a loop that doubles a value).
+KEPT_GLOBALS = ("range", "dict")
+
+
+def _make_environment(limits: Limits) -> ImmutableSandboxedEnvironment:
+    """The one sandbox: ``a.b`` on a mapping reads the key ``b`` first, and what a render may
+    build is bounded (:mod:`engine.template_limits`).
 
     Jinja looks up attributes before items, so ``vars.items`` or
     ``steps.x.output.keys`` would be dict methods; runbooks address JSON data,
     where the key is what anyone means.
     """
-    from jinja2 import StrictUndefined
+    from jinja2 import StrictUndefined, Undefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class Environment(ImmutableSandboxedEnvironment):
+        # Intercepted operators are also never folded into constants at compile time,
+        # so `'a' * 10**9` is refused when it runs instead of built while compiling.
+        intercepted_binops = frozenset({"*", "**", "+", "%"})
+
         def getattr(self, obj: Any, attribute: str) -> Any:
             if isinstance(obj, dict) and attribute in obj:
                 return obj[attribute]
             return super().getattr(obj, attribute)
 
-    env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            check_binop(operator, left, right, limits)
+            return sized(super().call_binop(context, operator, left, right), limits)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+            check_call(__obj, args, kwargs, limits)
+            return sized(super().call(__context, __obj, *args, **kwargs), limits)
+
+    def finalize(value: Any) -> Any:
+        """What a ``{{ }}`` inside text may print: data, never an object's repr."""
+        if isinstance(value, Undefined):
+            return value
+        return check_data(value, limits)
+
+    env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
+                      finalize=finalize)
     env.filters.update(FILTERS)
+    env.filters = {name: guard_filter(name, func, limits) for name, func in env.filters.items()}
+    env.globals = {name: env.globals[name] for name in KEPT_GLOBALS}
     return env
 
 
@@ -422,15 +473,16 @@ class Templates:
     runbook whose templates are all plain lookups never loads it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
         self._env: ImmutableSandboxedEnvironment | None = None
         self._cache: dict[str, _Compiled] = {}
+        self.limits = limits or limits_from_env()
 
     @property
     def env(self) -> ImmutableSandboxedEnvironment:
         """The sandboxed Jinja environment (made on first use)."""
         if self._env is None:
-            self._env = _make_environment()
+            self._env = _make_environment(self.limits)
         return self._env
 
     def compile(self, source: str) -> _Compiled:
@@ -453,6 +505,7 @@ class Templates:
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {exc.message}") from None
         paths, loads, stores = _tree_paths(tree)
+        stores = stores or tree.find(nodes.Macro) is not None  # a macro's name is declared too
         names = frozenset(meta.find_undeclared_variables(tree)) if stores else frozenset(loads)
         chains, filters, tests, unsafe, mutating = _tree_facts(tree)
         analysis = _analysis(paths, names, chains, filters, tests, unsafe, mutating)
@@ -489,8 +542,12 @@ class Templates:
 def _describe(exc: Exception) -> str:
     name = type(exc).__name__
     text = str(exc) or name
-    if name in ("UndefinedError", "SecurityError"):
+    if isinstance(exc, NotData):
+        return f"renders to {text}"
+    if name in ("UndefinedError", "SecurityError", "LimitExceeded"):
         return text
+    if isinstance(exc, RecursionError):
+        return "the template calls itself too deeply (a macro without an end?)"
     return f"{name}: {text}"
 
 
@@ -521,7 +578,14 @@ def _render_value(value: Any, templates: Templates, context: Mapping[str, Any],
     if isinstance(value, str):
         if not is_template(value):
             return value, value
-        real = templates.render(value, context)
+        try:
+            real = templates.render(value, context)
+        except TemplateError as exc:
+            if templates.compile(value).analysis.tainted:
+                # its message could quote a value computed from a secret: keep only the kind
+                kind = exc.detail.split(":", 1)[0] if ":" in exc.detail else "error"
+                raise TemplateError(f"{kind} (the details are withheld: this template reads secrets)") from None
+            raise
         if templates.compile(value).analysis.tainted:
             if on_tainted is not None:
                 on_tainted(real)

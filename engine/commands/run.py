@@ -11,12 +11,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from engine.errors import InternalError, ManifestError
+from engine.errors import InternalError, ManifestError, RunbookError
 from engine.files import check_writable
 from engine.manifest import GitProbe, header, new_run_id, now_rfc3339, read_manifest
 from engine.model import Runbook, Status
 from engine.preflight import Prepared, preflight
 from engine.recording import Recording
+from engine.redaction import Redactor
 from engine.runner import Runner
 from engine.templating import Templates
 from engine.validation import load_checked
@@ -123,30 +124,43 @@ def run(
             check_writable(report_path, option)
     lines = stderr if json_output else stdout
     with prepared_run(runbook, templates, variables, run_info, emulate) as prepared:
-        for notice in prepared.notices:
-            stderr.write(notice + "\n")
-        manifest = header(run_info["id"], run_info["started_at"], file, runbook.name,
-                          runbook.sha256, variables, repository, emulated=emulate,
-                          resumed_from=previous["run"]["id"] if previous else None)
-        recording = Recording(path, manifest, prepared.redactor, lines, runbook)
-        runner = Runner(
-            runbook, templates, vars=variables, environ=prepared.environ, run_info=run_info,
-            providers=prepared.providers, redactor=prepared.redactor,
-            targets=prepared.targets, previous=previous, observer=recording,
-        )
-        outcome = runner.run()
+        with _bugs_redacted(prepared.redactor):
+            for notice in prepared.notices:
+                stderr.write(notice + "\n")
+            manifest = header(run_info["id"], run_info["started_at"], file, runbook.name,
+                              runbook.sha256, variables, repository, emulated=emulate,
+                              resumed_from=previous["run"]["id"] if previous else None)
+            recording = Recording(path, manifest, prepared.redactor, lines, runbook)
+            runner = Runner(
+                runbook, templates, vars=variables, environ=prepared.environ, run_info=run_info,
+                providers=prepared.providers, redactor=prepared.redactor,
+                targets=prepared.targets, previous=previous, observer=recording,
+            )
+            outcome = runner.run()
 
-    if outcome.error:
-        stderr.write(f"error: {prepared.redactor.text(outcome.error)}\n")
-    manifest = recording.finish(outcome.status, outcome.outputs, outcome.error)
-    if junit_path or summary_path:
-        from engine.reports import write_reports
+    with _bugs_redacted(prepared.redactor):
+        if outcome.error:
+            stderr.write(f"error: {prepared.redactor.text(outcome.error)}\n")
+        manifest = recording.finish(outcome.status, outcome.outputs, outcome.error)
+        if junit_path or summary_path:
+            from engine.reports import write_reports
 
-        for problem in write_reports(manifest, junit_path=junit_path, summary_path=summary_path,
-                                     manifest_path=path):
-            stderr.write(f"runbook: {problem}\n")
-    if json_output:
-        stdout.write(json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n")
+            for problem in write_reports(manifest, junit_path=junit_path, summary_path=summary_path,
+                                         manifest_path=path):
+                stderr.write(f"runbook: {problem}\n")
+        if json_output:
+            stdout.write(json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n")
     if outcome.internal_error is not None:
-        raise InternalError(outcome.internal_error)
+        raise InternalError(outcome.internal_error, prepared.redactor.text)
     return EXIT_CODES[outcome.status]
+
+
+@contextlib.contextmanager
+def _bugs_redacted(redactor: Redactor) -> Iterator[None]:
+    """A bug met once secrets are known becomes an :class:`InternalError` that prints none."""
+    try:
+        yield
+    except (RunbookError, InternalError):
+        raise
+    except Exception as exc:
+        raise InternalError(exc, redactor.text) from exc

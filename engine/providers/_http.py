@@ -4,29 +4,55 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import ssl
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import httpx
 
 from engine.providers.base import ProviderError
 
-__all__ = ["make_client", "send", "classify", "retry_after", "parse_body", "error_message"]
+__all__ = ["TLS", "tls_settings", "make_client", "send", "classify", "retry_after", "parse_body", "error_message"]
 
-_SSL: ssl.SSLContext | None = None
-
-
-def _ssl_context() -> ssl.SSLContext:
-    global _SSL
-    if _SSL is None:
-        _SSL = httpx.create_ssl_context()
-    return _SSL
+_CONTEXTS: dict[str | None, ssl.SSLContext] = {}
 
 
-def make_client(base_url: str, headers: dict[str, str] | None = None) -> httpx.Client:
-    """One keep-alive client per provider instance; TLS set up only for https."""
-    verify: Any = _ssl_context() if base_url.startswith("https:") else False
+class TLS(NamedTuple):
+    """How a provider verifies certificates: always, against ``ca_bundle`` (a PEM file; else
+    ``SSL_CERT_FILE``; else the certifi bundle), unless ``insecure`` (then never)."""
+
+    ca_bundle: str | None = None
+    insecure: bool = False
+
+
+def tls_settings(config: Mapping[str, Any], env: Mapping[str, str], name: str) -> TLS:
+    """The TLS settings of a provider block (``ca_bundle``, ``insecure``) and the environment."""
+    ca_bundle = config.get("ca_bundle") or env.get("SSL_CERT_FILE") or None
+    if ca_bundle is not None and not os.path.isfile(str(ca_bundle)):
+        origin = "ca_bundle" if config.get("ca_bundle") else "SSL_CERT_FILE"
+        raise ProviderError("configuration", f"provider {name!r}: {origin} {ca_bundle} is not a file")
+    return TLS(str(ca_bundle) if ca_bundle else None, bool(config.get("insecure")))
+
+
+def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    # Building a context loads the CA bundle (~10 ms): once per bundle and process.
+    context = _CONTEXTS.get(ca_bundle)
+    if context is None:
+        context = _CONTEXTS[ca_bundle] = (ssl.create_default_context(cafile=ca_bundle) if ca_bundle
+                                          else httpx.create_ssl_context(trust_env=False))
+    return context
+
+
+_VERIFY = TLS()
+
+
+def make_client(base_url: str, headers: dict[str, str] | None = None, tls: TLS = _VERIFY) -> httpx.Client:
+    """One keep-alive client per provider instance. Certificates are verified for every
+    https request, whatever the base URL (a step may name an absolute https URL), unless
+    the provider block says ``insecure: true``."""
+    verify: Any = False if tls.insecure else _ssl_context(tls.ca_bundle)
     return httpx.Client(
         base_url=base_url,
         headers=headers or {},

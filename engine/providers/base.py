@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple, Protocol
 
+from engine.redaction import Redactor  # re-exported: plugins take it from here
+
 __all__ = ["ActionCall", "ActionResult", "ProviderError", "Provider", "Redactor", "ERROR_TYPES"]
 
 ERROR_TYPES = (
@@ -97,80 +99,6 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         self.logs = logs or []
         self.extra = extra or {}
-
-
-class Redactor:
-    """Known secret values, scrubbed from everything recorded or printed.
-
-    This is the second line of defence: values rendered from templates that
-    touch ``secrets`` are already replaced by taint tracking. This catches a
-    secret a provider echoes back, or a token the engine minted.
-    """
-
-    #: Shorter values are not searched for in text (too many false hits in ids and
-    #: words); values rendered from them are still redacted by taint.
-    MIN_LENGTH = 8
-
-    def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._pattern: Any = None
-
-    def add(self, value: Any) -> None:
-        """Learn a secret value (strings inside a list or mapping too)."""
-        if isinstance(value, dict):
-            for v in value.values():
-                self.add(v)
-            return
-        if isinstance(value, list):
-            for v in value:
-                self.add(v)
-            return
-        if not isinstance(value, str) or len(value) < self.MIN_LENGTH or value in self._values:
-            return
-        import base64
-        import json
-
-        raw = value.encode("utf-8")
-        forms = {value, json.dumps(value, ensure_ascii=False)[1:-1],
-                 base64.b64encode(raw).decode("ascii").rstrip("="),
-                 base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")}
-        self._values |= forms
-        self._pattern = None
-
-    def __bool__(self) -> bool:
-        return bool(self._values)
-
-    def _regex(self) -> Any:
-        if self._pattern is None:
-            import re
-
-            # longest first, so a secret containing another is replaced whole
-            alternatives = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(map(re.escape, alternatives)))
-        return self._pattern
-
-    def found_in(self, text: str) -> bool:
-        """Whether any known secret (or its JSON or base64 form) occurs in ``text``."""
-        # One substring search per form: 3-8x faster than the alternation regex, even for 100 forms.
-        return any(value in text for value in self._values)
-
-    def text(self, text: str) -> str:
-        """``text`` with every known secret replaced by ``***``."""
-        if not self.found_in(text):
-            return text
-        return self._regex().sub("***", text)
-
-    def scrub(self, value: Any) -> Any:
-        """A copy of ``value`` with every known secret replaced by ``***``."""
-        if not self._values:
-            return value
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self.text(str(k)): self.scrub(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.scrub(v) for v in value]
-        return value
 
 
 class Provider(Protocol):

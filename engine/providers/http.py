@@ -34,6 +34,7 @@ class HttpProvider:
         self.base_url = str(config.get("base_url") or "").rstrip("/")
         self.headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
         self._emulator_url: str | None = config.get("_emulator_url")
+        self._tls = _http.tls_settings(config, env, name)
         self._client: Any = None
 
     def target(self) -> str:
@@ -77,7 +78,7 @@ class HttpProvider:
     def _send(self, spec: dict[str, Any], expected: Any, timeout: float | None) -> ActionResult:
         if self._client is None:
             base = self._emulator_url or self.base_url or "http://localhost"
-            self._client = _http.make_client(base, self.headers)
+            self._client = _http.make_client(base, self.headers, tls=self._tls)
         query = {k: _query_value(v) for k, v in (spec.get("query") or {}).items()}
         request = self._client.build_request(
             spec["method"],

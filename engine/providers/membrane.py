@@ -69,6 +69,7 @@ class MembraneProvider:
         )
         self._tenant_key = config.get("tenant_key") or env.get("MEMBRANE_TENANT_KEY")
         self._redactor = redactor
+        self._tls = _http.tls_settings(config, env, name)
         if not self._token and not (self._workspace_key and self._workspace_secret):
             missing = "MEMBRANE_WORKSPACE_SECRET" if self._workspace_key else (
                 "MEMBRANE_WORKSPACE_KEY" if self._workspace_secret else None
@@ -124,7 +125,7 @@ class MembraneProvider:
     def run_log_action(self, run_id: str, timeout: float | None) -> dict[str, Any]:
         """The ``/act`` body that ran, from ``GET /action-run-logs/{id}`` (its ``action`` field)."""
         if self._client is None:
-            self._client = _http.make_client(self.base_url)
+            self._client = _http.make_client(self.base_url, tls=self._tls)
         request = self._client.build_request(
             "GET", f"/action-run-logs/{run_id}", headers={"Authorization": f"Bearer {self._bearer()}"}
         )
@@ -140,7 +141,7 @@ class MembraneProvider:
 
     def _act(self, body: dict[str, Any], timeout: float | None) -> ActionResult:
         if self._client is None:
-            self._client = _http.make_client(self.base_url)
+            self._client = _http.make_client(self.base_url, tls=self._tls)
         request = self._client.build_request(
             "POST", "/act", json=body,
             headers={"Authorization": f"Bearer {self._bearer()}"},

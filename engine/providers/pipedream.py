@@ -175,6 +175,7 @@ class PipedreamProvider:
                 f"{_source(config, 'environment', 'PIPEDREAM_PROJECT_ENVIRONMENT')}) "
                 "must be development or production"
             )
+        self._tls = _http.tls_settings(config, env, name)
         self.external_user_id = config.get("external_user_id") or None
         self.scope = config.get("scope") or None
         self._token: str | None = None
@@ -326,7 +327,7 @@ class PipedreamProvider:
 
     def _send(self, call: ActionCall, spec: dict[str, Any], timeout: float | None) -> ActionResult:
         if self._client is None:
-            self._client = _http.make_client(self.base_url)
+            self._client = _http.make_client(self.base_url, tls=self._tls)
         token = self._bearer(timeout)
         response = _http.send(self._client, self._build(call.style, spec, token), timeout)
         if response.status_code == 401 and self._cache_key:
@@ -419,7 +420,7 @@ class PipedreamProvider:
         if not self._cache_key:
             return
         if self._client is None:
-            self._client = _http.make_client(self.base_url)
+            self._client = _http.make_client(self.base_url, tls=self._tls)
         self._bearer(timeout)
 
     def _bearer(self, timeout: float | None) -> str:
