@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 
 from engine.errors import RunbookError
 
@@ -47,14 +48,16 @@ def check_writable(path: str, what: str) -> None:
         raise RunbookError(f"{what} {path}: cannot write there: {_reason(exc)}; nothing was sent") from None
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` at once: a temporary file created exclusively in the same
-    folder (never a predictable name, never through a symlink), then renamed over ``path``."""
+def atomic_write(path: str, data: bytes | Iterable[bytes]) -> None:
+    """Replace ``path`` with ``data`` (bytes, or chunks of bytes) at once: a temporary file
+    created exclusively in the same folder (never a predictable name, never through a
+    symlink), then renamed over ``path``."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
                                prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for chunk in (data,) if isinstance(data, bytes) else data:
+                fh.write(chunk)
         os.replace(tmp, path)
     except BaseException:
         try:

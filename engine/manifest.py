@@ -17,6 +17,7 @@ import os
 import secrets as _secrets
 import subprocess
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from engine import __version__
@@ -194,27 +195,55 @@ def header(run_id: str, started_at: str, runbook_path: str, runbook_name: str, s
 
 
 def read_manifest(path: str) -> dict[str, Any]:
-    """A manifest of ours, checked against the manifest schema; else :class:`ManifestError`."""
+    """A manifest of ours, checked against the manifest schema; else :class:`ManifestError`.
+
+    The schema is checked before anything reads a field, so a manifest of any shape (a
+    list, ``"engine": "x"``, a null where an object belongs) is a refusal that names the
+    field, never a crash.
+    """
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    def where(error: Any) -> str:
+        return "/".join(str(p) for p in error.absolute_path) or "manifest"
+
+    def brief(text: str, width: int = 160) -> str:
+        return text if len(text) <= width else text[:width - 1] + "…"
+
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+            data = json.load(fh, parse_constant=no_constant)
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read the manifest: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise ManifestError(f"{path}: not a JSON manifest (truncated?): {exc}") from None
-    if not isinstance(data, dict) or data.get("engine", {}).get("name") != "runbook":
-        raise ManifestError(f"{path}: not a runbook manifest")
-    if data.get("manifest_version") != 1:
-        raise ManifestError(
-            f"{path}: manifest version {data.get('manifest_version')!r}; this runbook reads version 1"
-        )
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: not a JSON manifest (truncated?): {brief(str(exc))}") from None
+    except ValueError as exc:  # NaN, a number of more than 4,300 digits, bytes that are not UTF-8
+        raise ManifestError(f"{path}: not a JSON manifest: {brief(str(exc))}") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: not a runbook manifest: its JSON is nested too deeply") from None
+    if not isinstance(data, dict):
+        kind = ("a list" if isinstance(data, list) else "null" if data is None
+                else "a boolean" if isinstance(data, bool) else "a string" if isinstance(data, str) else "a number")
+        raise ManifestError(f"{path}: not a runbook manifest: it holds {kind}, not a JSON object")
     from engine.schemas import validator
 
-    error = next(iter(validator("manifest.schema.json").iter_errors(data)), None)
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "manifest"
-        raise ManifestError(f"{path}: not a valid manifest: {where}: {error.message}")
-    return data
+    errors = list(validator("manifest.schema.json").iter_errors(data))
+    if not errors:
+        return data
+    by_field = {tuple(e.absolute_path): e for e in reversed(errors)}
+    engine = data.get("engine")
+    if not isinstance(engine, dict) or engine.get("name") != "runbook":
+        error = by_field.get(("engine", "name")) or by_field.get(("engine",))
+        detail = f": {where(error)}: {brief(error.message)}" if error is not None else ": it has no engine"
+        raise ManifestError(f"{path}: not a runbook manifest{detail}")
+    if ("manifest_version",) in by_field:
+        raise ManifestError(
+            f"{path}: manifest version {brief(repr(data.get('manifest_version')), 40)}; "
+            "this runbook reads version 1"
+        )
+    error = min(errors, key=lambda e: (len(e.absolute_path), [str(p) for p in e.absolute_path]))
+    raise ManifestError(f"{path}: not a valid manifest: {where(error)}: {brief(error.message)}")
 
 
 def _frame(manifest: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -240,25 +269,40 @@ class ManifestWriter:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             atomic_write(path, prefix + self._trailer)
-            self._fd = os.open(path, os.O_WRONLY)
+            self._fd = os.open(path, os.O_RDWR)
         except OSError as exc:  # checked before the run began; this is a race or a full disk
             raise ManifestError(f"the manifest {path}: cannot write it: {exc.strerror or exc}") from None
-        self._offset = len(prefix)
-        self._lines: list[bytes] = []
+        self._start = self._offset = len(prefix)
+        self._count = 0
 
     def append(self, line: bytes) -> None:
         """Record one finished step (its compact JSON line): one write, proportional to its size."""
-        data = (b",\n    " if self._lines else b"\n    ") + line
+        data = (b",\n    " if self._count else b"\n    ") + line
         os.pwrite(self._fd, data + self._trailer, self._offset)
         self._offset += len(data)
-        self._lines.append(line)
+        self._count += 1
 
     def finish(self, manifest: dict[str, Any]) -> None:
-        """Write the final manifest (its steps are those appended) atomically; close."""
-        self.close()
+        """Write the final manifest atomically, its steps copied from the journal on disk a
+        megabyte at a time (they are not kept in memory); close."""
         prefix, trailer = _frame(manifest)
-        body = b",".join(b"\n    " + line for line in self._lines)
-        atomic_write(self.path, prefix + body + trailer)
+        pos, end = self._start, self._offset
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal pos
+            yield prefix
+            while pos < end:
+                chunk = os.pread(self._fd, min(1 << 20, end - pos), pos)
+                if not chunk:
+                    break
+                pos += len(chunk)
+                yield chunk
+            yield trailer
+
+        try:
+            atomic_write(self.path, chunks())
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self._fd >= 0:

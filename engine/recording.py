@@ -32,12 +32,16 @@ class Recording:
     """An observer that prints each finished step and appends it to the manifest."""
 
     def __init__(self, path: str, manifest: dict[str, Any], redactor: Redactor, lines: TextIO,
-                 runbook: Runbook | None) -> None:
+                 runbook: Runbook | None, *, keep_records: bool = True) -> None:
+        """``keep_records``: keep every step's record in memory, for what needs the whole
+        manifest afterwards (``--json``, reports); without it only the journal on disk has them."""
         self.path = path
         self.manifest = manifest
         self.redactor = redactor
         self.lines = lines
         self.records: list[dict[str, Any]] = []
+        self.keep_records = keep_records
+        self.counts: dict[str, int] = {}
         self.console = ConsoleReporter(lines, redactor, runbook)
         self.writer = ManifestWriter(path, manifest)
         self._t0 = time.monotonic()
@@ -47,7 +51,9 @@ class Recording:
 
     def step_finished(self, result: StepResult) -> None:
         record, line = scrubbed_line(step_record(result), self.redactor)
-        self.records.append(record)
+        if self.keep_records:
+            self.records.append(record)
+        self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
         self.writer.append(line)
         self.console.step_finished(result)
 
@@ -61,9 +67,6 @@ class Recording:
         self.manifest["outputs"] = self.redactor.scrub(outputs)
         self.writer.finish(self.manifest)
         self.manifest["steps"] = self.records
-        counts: dict[str, int] = {}
-        for record in self.records:
-            counts[record["status"]] = counts.get(record["status"], 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no steps"
+        summary = ", ".join(f"{n} {s}" for s, n in self.counts.items()) or "no steps"
         self.lines.write(f"{status.value}: {summary}\nmanifest: {self.path}\n")
         return self.manifest

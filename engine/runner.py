@@ -71,10 +71,10 @@ class Observer(Protocol):
 
 
 class RunOutcome(NamedTuple):
-    """The whole run: its status, every step's result, and the runbook outputs."""
+    """The whole run: its status and the runbook outputs (each step's result went to the
+    observer as it finished; the runner keeps none, so a long run's memory stays flat)."""
 
     status: Status
-    results: list[StepResult]
     outputs: dict[str, Any]
     error: str | None
     internal_error: BaseException | None
@@ -136,8 +136,7 @@ class Runner:
 
     def run(self) -> RunOutcome:
         """Run ``steps``, then ``finally``, then compute ``outputs``."""
-        results: list[StepResult] = []
-        failed = interrupted = False
+        failed = interrupted = any_failed = False
         if self.runbook.run_timeout is not None:
             self._run_deadline = time.monotonic() + self.runbook.run_timeout
         for step in self.runbook.steps:
@@ -151,8 +150,8 @@ class Runner:
                     failed = True
                 elif result.status is Status.INTERRUPTED:
                     interrupted = True
-            self._finish(result, results)
-        any_failed = any(r.status is Status.FAILED for r in results)
+            any_failed = any_failed or result.status is Status.FAILED
+            self._finish(result)
         self.run_info["status"] = "failed" if (any_failed or interrupted) else "succeeded"
         self.run_info["interrupted"] = interrupted
         self._run_deadline = None  # finally steps run after a run timeout too, under their own limits
@@ -160,21 +159,20 @@ class Runner:
             result = self._run_step(step)
             if result.status is Status.INTERRUPTED:
                 interrupted = True
-            self._finish(result, results)
-        run_failed = interrupted or any(r.status is Status.FAILED for r in results)
-        outputs, error = self._outputs(run_failed)
+            any_failed = any_failed or result.status is Status.FAILED
+            self._finish(result)
+        outputs, error = self._outputs(interrupted or any_failed)
         if interrupted:
             status = Status.INTERRUPTED
-        elif error or any(r.status is Status.FAILED for r in results):
+        elif error or any_failed:
             status = Status.FAILED
         else:
             status = Status.SUCCEEDED
-        return RunOutcome(status, results, outputs, error, self.internal_error)
+        return RunOutcome(status, outputs, error, self.internal_error)
 
-    def _finish(self, result: StepResult, results: list[StepResult]) -> None:
+    def _finish(self, result: StepResult) -> None:
         if result.status is not Status.NOT_RUN:
             self.steps_ctx[result.step.id] = result.context()
-        results.append(result)
         self.observer.step_finished(result)
 
     def _outputs(self, run_failed: bool) -> tuple[dict[str, Any], str | None]:

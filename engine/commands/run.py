@@ -130,7 +130,8 @@ def run(
             manifest = header(run_info["id"], run_info["started_at"], file, runbook.name,
                               runbook.sha256, variables, repository, emulated=emulate,
                               resumed_from=previous["run"]["id"] if previous else None)
-            recording = Recording(path, manifest, prepared.redactor, lines, runbook)
+            recording = Recording(path, manifest, prepared.redactor, lines, runbook,
+                                  keep_records=bool(json_output or junit_path or summary_path))
             runner = Runner(
                 runbook, templates, vars=variables, environ=prepared.environ, run_info=run_info,
                 providers=prepared.providers, redactor=prepared.redactor,
