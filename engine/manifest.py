@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from engine import __version__
+from engine.clock import now_rfc3339
 from engine.errors import ManifestError
 from engine.files import atomic_write
 from engine.model import StepResult
@@ -38,18 +39,6 @@ __all__ = [
     "read_manifest",
     "scrubbed_line",
 ]
-
-
-_SECOND: list[Any] = [None, ""]  # the last whole second formatted, and its text
-
-
-def now_rfc3339() -> str:
-    """The current UTC time, RFC 3339 with milliseconds (``2026-11-23T09:35:12.345Z``)."""
-    now = time.time()
-    second = int(now)
-    if second != _SECOND[0]:  # a step takes milliseconds: format the date once a second
-        _SECOND[:] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_SECOND[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def new_run_id() -> str:

@@ -49,11 +49,23 @@ __all__ = [
     "Templates",
     "is_template",
     "render_value",
+    "truthy",
 ]
 
 REDACTED = "***"
 CONTEXT_NAMES = ("vars", "steps", "secrets", "env", "run")
 _MARKERS = ("{{", "{%", "{#")
+
+
+_FALSE_STRINGS = frozenset({"", "false", "0", "no", "off", "none", "null"})
+
+
+def truthy(value: Any) -> bool:
+    """Truth of a rendered condition (``when``, ``assert``); the strings "false", "0", "no",
+    "off", "none", "null" and "" are false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_STRINGS
+    return bool(value)
 
 
 def is_template(value: object) -> bool:
@@ -440,7 +452,7 @@ def _make_environment(limits: Limits) -> ImmutableSandboxedEnvironment:
         intercepted_binops = frozenset({"*", "**", "+", "%"})
 
         def getattr(self, obj: Any, attribute: str) -> Any:
-            if isinstance(obj, dict) and attribute in obj:
+            if isinstance(obj, Mapping) and attribute in obj:
                 return obj[attribute]
             return super().getattr(obj, attribute)
 

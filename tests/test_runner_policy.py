@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from engine.executor import retry_delay, should_retry
 from engine.model import RetryPolicy, parse_duration
 from engine.providers.base import ProviderError
-from engine.runner import retry_delay, should_retry, truthy
+from engine.templating import truthy
 
 
 def error(type_: str, status: int | None = None) -> ProviderError:

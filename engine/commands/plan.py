@@ -28,8 +28,7 @@ from urllib.parse import urlencode, urlsplit
 from engine.errors import Problem
 from engine.model import Runbook, Step
 from engine.preflight import secret_references
-from engine.runner import truthy
-from engine.templating import REDACTED, Templates, is_template, iter_templates
+from engine.templating import REDACTED, Templates, is_template, iter_templates, truthy
 from engine.validation import load_checked
 from engine.vars import cli_var_names, resolve_vars
 

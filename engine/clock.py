@@ -1,0 +1,36 @@
+"""The time a run reads: one injectable object, so the executor's waits and timeouts can be tested
+without waiting (and a Temporal workflow can supply its own)."""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["Clock", "SYSTEM_CLOCK", "now_rfc3339"]
+
+_SECOND: list[object] = [None, ""]  # the last whole second formatted, and its text
+
+
+def now_rfc3339() -> str:
+    """The current UTC time, RFC 3339 with milliseconds (``2026-11-23T09:35:12.345Z``)."""
+    now = time.time()
+    second = int(now)
+    if second != _SECOND[0]:  # a step takes milliseconds: format the date once a second
+        _SECOND[:] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_SECOND[1]}.{int((now - second) * 1000):03d}Z"
+
+
+class Clock:
+    """Monotonic seconds for durations and deadlines, wall-clock stamps for records, and sleep."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def timestamp(self) -> str:
+        return now_rfc3339()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+#: The real clock.
+SYSTEM_CLOCK = Clock()

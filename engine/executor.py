@@ -1,0 +1,309 @@
+"""Runs one step: render its templates, send it under its timeouts and retry policy, check its
+asserts, and turn every exception into its :class:`~engine.model.StepResult`.
+
+The executor is the part of a run that does I/O (through the providers) and reads the
+clock (through an injected :class:`~engine.clock.Clock`); what runs next is the
+conductor's business (:mod:`engine.conductor`). ``run``, ``replay`` and ``--resume`` all
+send through :meth:`Executor.run_step` / :meth:`Executor.replay_step`, so a step's
+error handling is written once. A step never crashes the run: a provider's typed error,
+a template that does not render, a false assertion and Ctrl-C each become the step's
+result; any other exception is a bug, recorded as an ``internal`` error and kept in
+:attr:`Executor.internal_error` so the run stops and exits 3.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import ChainMap
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.clock import SYSTEM_CLOCK, Clock
+from engine.conformance import SchemaChecker
+from engine.manifest import request_sha256
+from engine.model import Attempt, RetryPolicy, Runbook, Status, Step, StepError, StepResult
+from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError
+from engine.redaction import Redactor
+from engine.templating import TemplateError, Templates, contains_template, render_value, truthy
+
+__all__ = ["Executor", "retry_delay", "should_retry"]
+
+
+def should_retry(error: ProviderError, policy: RetryPolicy) -> bool:
+    """Whether ``error`` is one of the conditions listed in ``policy.on``."""
+    on = policy.on
+    if error.type in ("connection", "timeout"):
+        return error.type in on
+    status = error.http_status
+    if status is None:
+        return False
+    if str(status) in on:
+        return True
+    return (f"{status // 100}xx" in on) and status >= 400
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, retry_after: float | None,
+                rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait after failed ``attempt`` (1-based).
+
+    Exponential backoff uses full jitter: a uniform draw below
+    ``initial_delay * 2**(attempt-1)``, capped by ``max_delay``. A server's
+    ``Retry-After`` wins over the computed delay, still capped by ``max_delay``.
+    """
+    if policy.backoff == "fixed":
+        delay = min(policy.initial_delay, policy.max_delay)
+    else:
+        delay = rng() * min(policy.max_delay, policy.initial_delay * 2 ** (attempt - 1))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, policy.max_delay))
+    return delay
+
+
+class _StepFailed(Exception):
+    def __init__(self, error: StepError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class Executor:
+    """Runs steps of one runbook with its providers (see the module docstring)."""
+
+    def __init__(
+        self,
+        runbook: Runbook,
+        templates: Templates,
+        *,
+        environ: Mapping[str, str],
+        providers: Mapping[str, Provider],
+        redactor: Redactor | None = None,
+        targets: Mapping[str, str] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.runbook = runbook
+        self.templates = templates
+        self.environ = environ
+        self.providers = providers
+        self.redactor = redactor or Redactor()
+        self.targets = targets or {}
+        self.clock = clock
+        self.rng = rng
+        self.internal_error: BaseException | None = None
+        self._options_validators: dict[str, Any] = {}
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def run_step(self, step: Step, context: Mapping[str, Any], *, previous: Mapping[str, Any] | None = None,
+                 deadline: float | None = None) -> StepResult:
+        """Run ``step`` against ``context`` (``vars``, ``steps``, ``run``: the conductor's).
+
+        ``previous`` is the record a resumed run kept for it: reused when the rendered request
+        has the same ``request_sha256``. ``deadline`` (clock seconds) is the run's.
+        """
+        clock = self.clock
+        result = StepResult(step, Status.RUNNING, started_at=clock.timestamp())
+        start = clock.monotonic()
+        ctx = {**context, "secrets": self.environ, "env": self.environ}
+        try:
+            if step.when is not None and not truthy(self._condition(step, ctx, step.when, ("when",))):
+                result.status = Status.SKIPPED
+            else:
+                self._dispatch(step, ctx, result, previous, deadline)
+                self._check_asserts(step, ctx, result)
+                result.status = Status.SUCCEEDED
+        except _StepFailed as exc:
+            result.status = Status.FAILED
+            result.error = exc.error
+        except KeyboardInterrupt:
+            result.status = Status.INTERRUPTED
+            result.error = StepError("interrupted", "interrupted while the step was in flight")
+        except Exception as exc:  # a bug (ours or a plugin's): record it, stop, exit 3
+            self.internal_error = exc
+            result.status = Status.FAILED
+            result.error = StepError("internal", f"{type(exc).__name__}: {exc}")
+        result.finished_at = clock.timestamp()
+        result.duration_ms = int((clock.monotonic() - start) * 1000)
+        return result
+
+    def replay_step(self, step: Step, request: Any) -> StepResult:
+        """Send a recorded request again, as it was, under the step's timeout and retries."""
+        clock = self.clock
+        result = StepResult(step, Status.RUNNING, started_at=clock.timestamp(), request=request)
+        start = clock.monotonic()
+        provider = self.providers[step.provider]
+        result.request_sha256 = request_sha256(request, self.targets.get(step.provider, ""))
+        try:
+            replay = getattr(provider, "replay", None)
+            if replay is None:
+                raise _StepFailed(StepError(
+                    "configuration", f"provider type {step.provider_type!r} cannot replay requests"))
+            answer = self._attempts(step, lambda timeout: replay(step.style, request, timeout), result, None)
+            result.output, result.run_id = answer.output, answer.run_id
+            result.exports, result.logs, result.extra = answer.exports, answer.logs, answer.extra
+            result.status = Status.SUCCEEDED
+        except _StepFailed as exc:
+            result.status, result.error = Status.FAILED, exc.error
+        except KeyboardInterrupt:
+            result.status = Status.INTERRUPTED
+            result.error = StepError("interrupted", "interrupted while the step was in flight")
+        result.finished_at = clock.timestamp()
+        result.duration_ms = int((clock.monotonic() - start) * 1000)
+        return result
+
+    def render_outputs(self, context: Mapping[str, Any], run_failed: bool) -> tuple[dict[str, Any], str | None]:
+        """Each runbook output rendered on its own (redacted); one that cannot be is null.
+
+        A run whose steps all succeeded but whose outputs cannot be computed fails; in a
+        run that already failed, an output naming a step that did not run is simply null.
+        """
+        ctx = {**context, "secrets": self.environ, "env": self.environ}
+        outputs: dict[str, Any] = {}
+        errors: list[str] = []
+        for key, value in self.runbook.outputs.items():
+            try:
+                _, outputs[key] = render_value(value, self.templates, ctx, ("outputs", key), self.redactor.add)
+            except TemplateError as exc:
+                outputs[key] = None
+                errors.append(f"{self._where(exc.path)}: {exc}")
+        return outputs, ("; ".join(errors) if errors and not run_failed else None)
+
+    # -- parts ----------------------------------------------------------------------------------
+
+    def _where(self, path: tuple) -> str:
+        """``FILE:LINE:COL`` of a runbook field (a path from the top of the document)."""
+        line, col = self.runbook.source.position(path)
+        return f"{self.runbook.path}:{line}:{col}"
+
+    def _render(self, step: Step, ctx: Mapping[str, Any], value: Any, field: tuple) -> tuple[Any, Any]:
+        try:
+            return render_value(value, self.templates, ctx, field, self.redactor.add)
+        except TemplateError as exc:
+            raise _StepFailed(StepError("template", str(exc), location=self._where(step.path + exc.path))) from None
+
+    def _condition(self, step: Step, ctx: Mapping[str, Any], source: str | bool, field: tuple) -> Any:
+        if isinstance(source, bool):
+            return source
+        return self._render(step, ctx, self.templates.condition(source), field)[0]
+
+    def _step_error(self, step: Step, exc: ProviderError, suffix: str = "") -> StepError:
+        """A provider's typed error, located at the step's dispatch."""
+        return StepError(
+            type=exc.type,
+            message=exc.message + suffix,
+            http_status=exc.http_status,
+            attribution=exc.attribution,
+            provider_error=exc.provider_error,
+            location=self._where(step.path + ("dispatch", step.style)),
+        )
+
+    def _check_asserts(self, step: Step, ctx: dict[str, Any], result: StepResult) -> None:
+        if not step.asserts:
+            return
+        result.status = Status.SUCCEEDED
+        # The step sees itself as steps.<id>, over the earlier steps (which are not copied).
+        own = {**ctx, "steps": ChainMap({step.id: result.context()}, ctx["steps"])}
+        for i, expr in enumerate(step.asserts):
+            if not truthy(self._condition(step, own, expr, ("assert", i))):
+                raise _StepFailed(StepError("assertion", f"assertion failed: {expr}",
+                                            location=self._where(step.path + ("assert", i))))
+
+    def _dispatch(self, step: Step, ctx: Mapping[str, Any], result: StepResult,
+                  previous: Mapping[str, Any] | None, deadline: float | None) -> None:
+        target, target_red = self._render(step, ctx, step.target, ("dispatch", step.style))
+        inp, inp_red = self._render(step, ctx, step.input, ("input",))
+        options, options_red = self._render(step, ctx, step.options, ("with",))
+        if contains_template(step.options):
+            self._check_options(step, options)
+        provider = self.providers[step.provider]
+        call = ActionCall(step.style, target, inp, options)
+        try:
+            result.request = provider.request_body(ActionCall(step.style, target_red, inp_red, options_red))
+        except ProviderError as exc:
+            raise _StepFailed(self._step_error(step, exc)) from None
+        result.request_sha256 = request_sha256(result.request, self.targets.get(step.provider, ""))
+        if previous is not None and previous.get("request_sha256") == result.request_sha256:
+            answer = ActionResult(previous["output"], previous["run_id"], previous["exports"],
+                                  previous["logs"], None, previous.get("extra") or {})
+            result.reused_from = previous.get("reused_from")
+        else:
+            answer = self._attempts(step, lambda timeout: provider.send(call, timeout), result, deadline)
+        result.output = answer.output
+        result.run_id = answer.run_id
+        result.exports = answer.exports
+        result.logs = answer.logs
+        result.extra = answer.extra
+
+    def _budget(self, step: Step, first: float, deadline: float | None) -> tuple[float | None, str]:
+        """This attempt's timeout: the step's, or less when the step or run time is running out."""
+        timeout, why = step.timeout, f"the per-attempt timeout of {step.timeout:g}s" if step.timeout else ""
+        now = self.clock.monotonic()
+        for limit_at, name, limit in (
+            (first + step.step_timeout if step.step_timeout else None, "step_timeout", step.step_timeout),
+            (deadline, "run_timeout", self.runbook.run_timeout),
+        ):
+            if limit_at is None or limit is None:
+                continue
+            left = limit_at - now
+            if left <= 0:
+                raise _StepFailed(StepError("timeout", f"the {name} of {limit:g}s ran out",
+                                            location=self._where(step.path + ("dispatch", step.style))))
+            if timeout is None or left < timeout:
+                timeout, why = left, f"the {name} of {limit:g}s"
+        return timeout, why
+
+    def _attempts(self, step: Step, send: Callable[[float | None], ActionResult], result: StepResult,
+                  deadline: float | None) -> ActionResult:
+        """Call ``send`` under the step's timeouts and retry policy, recording each attempt."""
+        clock = self.clock
+        policy = step.retry
+        first = clock.monotonic()
+        number = 0
+        while True:
+            number += 1
+            timeout, limit = self._budget(step, first, deadline)
+            started_at = clock.timestamp()
+            t0 = clock.monotonic()
+            try:
+                answer = send(timeout)
+            except KeyboardInterrupt:
+                # The request went out and its answer was abandoned: the action may have run.
+                result.attempts.append(Attempt(number, started_at, int((clock.monotonic() - t0) * 1000), None,
+                                               "interrupted: sent, no answer awaited"))
+                raise
+            except ProviderError as exc:
+                if exc.type == "timeout" and limit:
+                    exc.message = f"no answer within {limit}"
+                result.attempts.append(Attempt(number, started_at, int((clock.monotonic() - t0) * 1000),
+                                               exc.http_status, f"{exc.type}: {exc.message}"))
+                if exc.run_id:
+                    result.run_id = exc.run_id
+                result.logs = exc.logs
+                result.extra = exc.extra
+                if number >= policy.attempts or not should_retry(exc, policy):
+                    raise _StepFailed(self._step_error(step, exc)) from None
+                delay = retry_delay(policy, number, exc.retry_after, self.rng)
+                elapsed = clock.monotonic() - first
+                if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
+                    raise _StepFailed(self._step_error(
+                        step, exc, f" (gave up: max_elapsed {policy.max_elapsed:g}s)")) from None
+                clock.sleep(delay)
+                continue
+            result.attempts.append(Attempt(number, started_at, int((clock.monotonic() - t0) * 1000),
+                                           answer.http_status))
+            return answer
+
+    def _check_options(self, step: Step, options: Any) -> None:
+        from engine.providers.registry import type_info
+
+        info = type_info(step.provider_type)
+        if info is None:
+            return
+        if step.provider_type not in self._options_validators:
+            self._options_validators[step.provider_type] = SchemaChecker(info.options_schema)
+        errors = [
+            f"with{''.join(f'.{p}' for p in e.absolute_path)}: {e.message}"
+            for e in self._options_validators[step.provider_type].iter_errors(options)
+        ]
+        if errors:
+            raise _StepFailed(StepError("configuration", "; ".join(errors),
+                                        location=self._where(step.path + ("with",))))
