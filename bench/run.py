@@ -4,6 +4,7 @@ Run it from a fresh clone, with or without the ``runbook`` console script instal
 
     python bench/run.py                       # full: N = 1, 20, 200, 2000; 5 runs each
     python bench/run.py --quick               # N = 1, 20, 200; 3 runs each
+    python bench/run.py --quick --memory      # and the memory of run(2000) and run(20000)
     python bench/run.py --sizes 1,20,200,2000 --repeat 7 --out bench/results/latest.json
 
 What it does, all in one invocation:
@@ -22,7 +23,11 @@ What it does, all in one invocation:
    records every child's peak RSS (``os.wait4``'s rusage), checks with
    ``python -X importtime`` that ``--help`` and ``validate`` import nothing network-related,
    and (if the engine has a ``pipedream`` provider) runs a Pipedream chain too.
-4. Prints a table with the issue's targets next to each figure and writes JSON
+4. Memory (``--memory``; part of the full run, not of ``--quick`` or a run given ``--sizes``):
+   ``runbook run`` of a 2,000- and a 20,000-step chain once each, their peak RSS, and the
+   memory a step keeps: retained per step = (RSS(20000) - RSS(2000)) / 18000
+   (``--memory-sizes`` changes the two lengths). ``bench/memory_profile.py`` shows where it goes.
+5. Prints a table with the issue's targets next to each figure and writes JSON
    (default ``bench/results/latest.json``).
 
 Derived figures: per-step overhead = ((run(200) - floor(200)) - (run(20) - floor(20))) / 180
@@ -52,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +67,7 @@ REPO_ROOT = BENCH_DIR.parent
 DEFAULT_SIZES = (1, 20, 200, 2000)
 QUICK_SIZES = (1, 20, 200)
 DEFAULT_VALIDATE_SIZES = (20, 5000)
+DEFAULT_MEMORY_SIZES = (2000, 20000)
 CHILD_TIMEOUT = 600.0
 NETWORK_MODULES = ("httpx", "httpcore", "h11", "h2", "anyio", "sniffio", "certifi", "ssl", "http.client",
                    "urllib3", "requests")
@@ -240,28 +247,25 @@ def server_requests_per_s(port: int, seconds: float) -> dict[str, Any]:
 # --------------------------------------------------------------------------- runbooks
 
 
-def _chain(header: list[str], provider: str, prefix: str, n: int, outputs: bool) -> str:
-    """``header`` then ``n`` steps of ``provider``, step i's input templated from step i-1's output."""
-    lines = [*header, "steps:"]
+def _chain_parts(header: list[str], provider: str, prefix: str, n: int, outputs: bool) -> Iterator[str]:
+    """``header`` then ``n`` steps of ``provider``, step i's input templated from step i-1's output:
+    the runbook's text, a step at a time."""
+    yield "".join(f"{line}\n" for line in (*header, "steps:"))
     for i in range(n):
         value = "0" if i == 0 else f'"{{{{ steps.{prefix}{i - 1}.output.value }}}}"'
-        lines += [
-            f"  - id: {prefix}{i}",
-            f"    provider: {provider}",
-            "    dispatch: {id: bench-echo}",
-            "    input:",
-            f"      n: {value}",
-            f"      i: {i}",
-        ]
+        yield (f"  - id: {prefix}{i}\n"
+               f"    provider: {provider}\n"
+               "    dispatch: {id: bench-echo}\n"
+               "    input:\n"
+               f"      n: {value}\n"
+               f"      i: {i}\n")
     if outputs:
-        lines += ["outputs:", f'  last: "{{{{ steps.{prefix}{n - 1}.output.value }}}}"']
-    lines.append("")
-    return "\n".join(lines)
+        yield f'outputs:\n  last: "{{{{ steps.{prefix}{n - 1}.output.value }}}}"\n'
 
 
-def membrane_chain(n: int, url: str) -> str:
-    """A runbook of ``n`` dependent Membrane steps."""
-    return _chain([
+def membrane_chain_parts(n: int, url: str) -> Iterator[str]:
+    """The text of a runbook of ``n`` dependent Membrane steps, a step at a time."""
+    return _chain_parts([
         "version: 1",
         f"name: bench-membrane-{n}",
         f"description: {n} dependent Membrane steps, each fed by the previous output.",
@@ -273,9 +277,21 @@ def membrane_chain(n: int, url: str) -> str:
     ], "mb", "s", n, outputs=True)
 
 
+def membrane_chain(n: int, url: str) -> str:
+    """A runbook of ``n`` dependent Membrane steps."""
+    return "".join(membrane_chain_parts(n, url))
+
+
+def write_membrane_chain(path: Path, n: int, url: str) -> None:
+    """:func:`membrane_chain` written a step at a time: the text of 20,000 steps, built in one
+    piece, would raise this process's RSS, which is where every child's peak RSS starts."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(membrane_chain_parts(n, url))
+
+
 def pipedream_chain(n: int, url: str) -> str:
     """A runbook of ``n`` dependent Pipedream Connect steps (client-credentials token)."""
-    return _chain([
+    return "".join(_chain_parts([
         "version: 1",
         f"name: bench-pipedream-{n}",
         "providers:",
@@ -287,17 +303,31 @@ def pipedream_chain(n: int, url: str) -> str:
         "    client_id: bench",
         "    client_secret: bench-secret-0b5d7c1e9a",
         "    external_user_id: bench-user",
-    ], "pd", "p", n, outputs=False)
+    ], "pd", "p", n, outputs=False))
+
+
+#: Reads a manifest in a child process and prints [status, steps, last value].
+_CHECK_MANIFEST = """import json, sys
+manifest = json.load(open(sys.argv[1], encoding="utf-8"))
+steps = manifest.get("steps") or []
+last = (steps[-1].get("output") or {}).get("value") if steps else None
+print(json.dumps([manifest.get("run", {}).get("status"), len(steps), last]))"""
 
 
 def check_manifest(path: Path, n: int) -> None:
-    """The run succeeded and the chain carried the value through every step."""
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    steps = manifest.get("steps") or []
-    status = manifest.get("run", {}).get("status")
-    last = (steps[-1].get("output") or {}).get("value") if steps else None
-    if status != "succeeded" or len(steps) != n or last != n:
-        raise BenchError(f"{path}: status {status}, {len(steps)} steps, last value {last!r} (wanted {n})")
+    """The run succeeded and the chain carried the value through every step.
+
+    The manifest is parsed in a child process: every child's peak RSS as ``wait4`` reports it
+    starts at this process's RSS when it spawns the child (Linux counts the parent's pages until
+    ``exec``), and a parsed 20,000-step manifest would add some 60 MiB to this process for good.
+    """
+    proc = subprocess.run([sys.executable, "-c", _CHECK_MANIFEST, str(path)], capture_output=True, text=True,
+                          timeout=CHILD_TIMEOUT, check=False)
+    if proc.returncode != 0:
+        raise BenchError(f"{path}: not a readable manifest:\n{proc.stderr[-2000:]}")
+    status, steps, last = json.loads(proc.stdout)
+    if status != "succeeded" or steps != n or last != n:
+        raise BenchError(f"{path}: status {status}, {steps} steps, last value {last!r} (wanted {n})")
 
 
 # --------------------------------------------------------------------------- imports
@@ -385,6 +415,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "commands": {},
         "imports": {},
         "instructions": None,
+        "memory": None,
     }
     with tempfile.TemporaryDirectory(prefix="runbook-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -422,6 +453,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
             if args.pipedream_size > 0:
                 results["pipedream"] = _pipedream(args, server.url, env, tmp, log)
+
+            if args.memory:
+                results["memory"] = _memory(args, server.url, env, tmp, log)
         finally:
             server.stop()
 
@@ -449,6 +483,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     results["metrics"] = derive(results)
     results["targets"] = targets(results)
     return results
+
+
+def _memory(args: argparse.Namespace, url: str, env: dict[str, str], tmp: Path, log: Path) -> dict[str, Any]:
+    """Peak RSS of ``runbook run`` of two chain lengths (one run each: RSS hardly varies, and the
+    long chain takes seconds), and what each step beyond the shorter one adds to it."""
+    runs: dict[str, Any] = {}
+    for n in args.memory_sizes:
+        rb = tmp / f"memory-{n}.yml"
+        write_membrane_chain(rb, n, url)
+        manifest = tmp / f"memory-{n}.manifest.json"
+        _progress(f"memory: N={n}")
+        cmd = engine_cmd("run", str(rb), "--manifest", str(manifest))
+        sample = run_child(cmd, env=env, cwd=str(tmp), log=log)
+        check_manifest(manifest, n)
+        runs[str(n)] = {"steps": n, "cmd": cmd, "wall_s": round(sample.wall_s, 4),
+                        "peak_rss_mib": round(sample.rss_bytes / MIB, 2), "peak_rss_bytes": sample.rss_bytes,
+                        "manifest_mib": round(manifest.stat().st_size / MIB, 2)}
+        manifest.unlink()
+    lo, hi = (runs[str(n)] for n in args.memory_sizes)
+    per_step = (hi["peak_rss_bytes"] - lo["peak_rss_bytes"]) / (hi["steps"] - lo["steps"])
+    return {"sizes": list(args.memory_sizes), "runs": runs, "retained_bytes_per_step": round(per_step, 1),
+            "retained_kib_per_step": round(per_step / 1024, 3)}
 
 
 INSTRUCTION_SIZES = (20, 200)
@@ -567,6 +623,8 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
     v20 = commands.get("validate(20)", {}).get("median_s")
     v5000 = commands.get("validate(5000)", {}).get("median_s")
     rss2000 = chains.get("2000", {}).get("runbook", {}).get("peak_rss_mib")
+    memory = results.get("memory") or {}
+    rss20000 = memory.get("runs", {}).get("20000", {}).get("peak_rss_mib")
     network = sorted({m for v in results["imports"].values() for m in v["network"]})
     return {
         "server_us_per_request": results["server"].get("us_per_request"),
@@ -586,6 +644,8 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
         "validate20_ms": ms(v20),
         "validate5000_s": round(v5000, 4) if v5000 is not None else None,
         "run2000_peak_rss_mib": rss2000,
+        "run20000_peak_rss_mib": rss20000,
+        "retained_kib_per_step": memory.get("retained_kib_per_step"),
         "network_modules_imported_by_help_or_validate": network,
     }
 
@@ -598,6 +658,8 @@ TARGETS: tuple[tuple[str, str, float, str, str], ...] = (
     ("validate20_ms", "runbook validate, 20 steps", 150.0, "ms", "<="),
     ("validate5000_s", "runbook validate, 5000 steps", 1.0, "s", "<="),
     ("run2000_peak_rss_mib", "peak RSS of run(2000)", 80.0, "MiB", "<="),
+    ("run20000_peak_rss_mib", "peak RSS of run(20000)", 110.0, "MiB", "<="),
+    ("retained_kib_per_step", "retained per step (RSS, run 2000->20000)", 4.0, "KiB", "<="),
     ("linearity_200_2000_vs_20_200", "per-step time 200->2000 / 20->200 (flat = 1)", 1.2, "x", "<="),
 )
 
@@ -689,6 +751,15 @@ def table(results: dict[str, Any]) -> str:
                    f"= {counted['overhead_per_step_vs_floor_step']:.0%} of the floor's step")
     elif counted:
         out.append(f"instructions: not counted ({counted['reason']})")
+    memory = results.get("memory")
+    if memory:
+        lo, hi = memory["sizes"]
+        out += ["", f"{'memory (one run each)':<24}{'runbook run':>14}{'peak RSS':>12}{'manifest':>12}"]
+        for key, row in memory["runs"].items():
+            out.append(f"{'N=' + key:<24}{_fmt_s(row['wall_s']):>14}{row['peak_rss_mib']:>8.1f} MiB"
+                       f"{row['manifest_mib']:>8.1f} MiB")
+        out.append(f"retained per step = (RSS({hi}) - RSS({lo})) / {hi - lo} = "
+                   f"{memory['retained_kib_per_step']:.2f} KiB (bench/memory_profile.py: where it goes)")
     out += ["", f"{'command':<30}{'median':>10}{'min':>10}{'max':>10}{'peak RSS':>12}"]
     for label, c in results["commands"].items():
         name = label if label.startswith("python") else "runbook " + label
@@ -709,11 +780,11 @@ def table(results: dict[str, Any]) -> str:
             ("per_step_overhead_ms_200_2000", "overhead 200->2000"),
             ("per_step_overhead_ms_fit", "overhead (fit, all N)"),
         ))]
-    out += ["", f"{'target':<50}{'measured':>14}{'target':>12}  met"]
+    out += ["", f"{'target':<50}{'measured':>14}{'target':>14}  met"]
     for row in results["targets"]:
         target = "none" if row["target"] == [] else f"{row['op']} {_fmt_value(row['target'], row['unit'])}"
         met = {True: "yes", False: "NO", None: "n/a"}[row["met"]]
-        out.append(f"{row['label']:<50}{_fmt_value(row['value'], row['unit']):>14}{target:>12}  {met}")
+        out.append(f"{row['label']:<50}{_fmt_value(row['value'], row['unit']):>14}{target:>14}  {met}")
     return "\n".join(out)
 
 
@@ -743,9 +814,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="how bench/server.py serves (default: a blocking thread per connection)")
     parser.add_argument("--instructions", action="store_true",
                         help="also count instructions of the N = 20 and 200 chains with callgrind (about a minute)")
+    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
+                        help="also measure peak RSS of run(2000) and run(20000) and the memory retained per step "
+                             "(about 15 s; on by default in the full run, off with --quick or --sizes)")
+    parser.add_argument("--memory-sizes", type=_sizes, default=DEFAULT_MEMORY_SIZES,
+                        help="the two chain lengths of --memory (default 2000,20000)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up runs of commands")
     parser.add_argument("--out", default=str(BENCH_DIR / "results" / "latest.json"), help="JSON results")
     args = parser.parse_args(argv)
+    if args.memory is None:  # the full run: neither --quick nor chosen --sizes
+        args.memory = not args.quick and args.sizes is None
+    if len(args.memory_sizes) != 2 or args.memory_sizes[0] >= args.memory_sizes[1]:
+        parser.error("--memory-sizes takes two lengths, the shorter first (e.g. 2000,20000)")
     args.sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     args.validate_sizes = args.validate_sizes if args.validate_sizes is not None else DEFAULT_VALIDATE_SIZES
     args.repeat = args.repeat or (3 if args.quick else 5)

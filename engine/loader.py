@@ -5,11 +5,16 @@ turned into plain JSON-compatible values by :class:`_Builder`, which also record
 the line and column of every key and value. Scalars follow YAML 1.2's core
 schema: only ``true``/``false`` are booleans (``on``, ``yes``, ``off`` stay
 strings), dates stay strings, ``012`` is twelve. Duplicate keys, aliases that
-loop, unknown tags and multi-document files are errors, never guesses.
+loop, unknown tags and multi-document files are errors, never guesses. So is what
+JSON cannot carry (an integer beyond 64 bits, NaN, infinity: every value ends up in
+a request or a manifest) and what would exhaust the machine: aliases that expand a
+small file to millions of values (a "billion laughs"), or nesting deeper than
+:data:`MAX_DEPTH`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, NamedTuple
 
@@ -56,7 +61,7 @@ yaml = _import_pyyaml()
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # noqa: E402
 from yaml.resolver import BaseResolver  # noqa: E402
 
-__all__ = ["Path", "SourceMap", "Document", "load_file", "load_text", "parse_scalar"]
+__all__ = ["Path", "SourceMap", "Document", "load_file", "load_text", "parse_scalar", "MAX_DEPTH"]
 
 Path = tuple  # a path into the document: keys (str) and list indexes (int)
 
@@ -169,22 +174,91 @@ class Document(NamedTuple):
     text: str
 
 
+#: The integers JSON carries everywhere: a signed 64-bit value. Beyond it most JSON readers
+#: lose digits (JavaScript keeps 53 bits) and Python's own json refuses more than 4,300 digits.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+class _NotJson(ValueError):
+    """A number YAML reads that JSON cannot carry; the message says why."""
+
+
+def _short(text: str, width: int = 40) -> str:
+    """``text`` cut to ``width`` characters (a 5,000-digit number does not fill the screen)."""
+    text = text.strip()
+    return text if len(text) <= width else f"{text[:width - 12]}… ({len(text):,} characters)"
+
+
 def _int(text: str) -> int:
-    t = text.replace("_", "")
-    if t.startswith("0o"):
-        return int(t[2:], 8)
-    if t.startswith("0x"):
-        return int(t[2:], 16)
-    return int(t)
+    t = text.replace("_", "").strip()
+    sign, digits = (t[0], t[1:]) if t[:1] in ("+", "-") else ("", t)
+    base = 10
+    if digits[:2] in ("0o", "0x"):
+        base, digits = (8 if digits[1] == "o" else 16), digits[2:]
+    # 64 digits of any base >= 2 exceed 64 bits: refuse before converting (int() of a long
+    # decimal costs quadratic time and stops at 4,300 digits; hex has no such limit).
+    if len(digits.lstrip("0")) > 64 or not _INT_MIN <= (value := int(sign + digits, base)) <= _INT_MAX:
+        raise _NotJson(f"{_short(text)} is too large to send as JSON (beyond the signed 64-bit range); "
+                       "quote it to keep it as text")
+    return value
 
 
 def _float(text: str) -> float:
-    t = text.lower()
-    if t.endswith(".inf"):
-        return float("-inf") if t.startswith("-") else float("inf")
-    if t == ".nan":
-        return float("nan")
-    return float(text)
+    if text.strip().lower().lstrip("+-") in (".nan", ".inf", "nan", "inf", "infinity"):  # `!!float nan` too
+        raise _NotJson(f"{_short(text)} is not a JSON number (JSON has no NaN or Infinity); "
+                       "quote it to keep it as text")
+    value = float(text)
+    if math.isinf(value):  # 1e400
+        raise _NotJson(f"{_short(text)} is not a JSON number (it is too large: it reads as infinity); "
+                       "quote it to keep it as text")
+    return value
+
+
+#: How deep lists and mappings may nest. Loading, validation, plans and runs walk values
+#: recursively; 200 levels stay well inside Python's recursion limit in each of them, and
+#: no runbook or vars file needs more than a dozen.
+MAX_DEPTH = 200
+
+#: How far aliases may expand a document: by at most ten times the values it writes out (an
+#: anchored collection counts once, an alias as one value), plus 10,000. A bound proportional
+#: to the file, not a fixed one: a runbook that merges ``<<: *defaults`` into each of its
+#: thousands of steps expands to a few times its own size and stays allowed however large it
+#: is, while a "billion laughs" (nine levels of ten aliases: under a hundred values written,
+#: 10^9 once expanded, about a gigabyte) is refused after some 10,000 values, in milliseconds.
+#: A fixed bound of, say, 1,000,000 would let a 1 KB file cost a second and hundreds of
+#: megabytes (every value also gets a source-map entry) before refusal, and would refuse a
+#: merely large file.
+_EXPANSION_FACTOR = 10
+_EXPANSION_ALLOWANCE = 10_000
+
+
+class _TooLarge(Exception):
+    """Aliases expanded the document past the bound; ``node`` is the alias target being copied."""
+
+    def __init__(self, node: Node | None, limit: int, parsed: int) -> None:
+        super().__init__(limit)
+        self.node, self.limit, self.parsed = node, limit, parsed
+
+
+def _count_nodes(root: Node) -> int:
+    """How many values the document writes out: the root, and the items, keys and values of
+    each collection, counted once however many aliases copy it (an alias counts as one)."""
+    seen: set[int] = set()
+    stack = [root]
+    count = 1
+    while stack:
+        node = stack.pop()
+        if type(node) is ScalarNode or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if type(node) is SequenceNode:
+            count += len(node.value)
+            stack.extend(node.value)
+        elif type(node) is MappingNode:
+            count += 2 * len(node.value)
+            for pair in node.value:
+                stack.extend(pair)
+    return count
 
 
 class _Builder:
@@ -193,14 +267,25 @@ class _Builder:
     The loops of :meth:`_mapping` and :meth:`_sequence` handle a string scalar
     themselves rather than through :meth:`build`: most nodes are such strings,
     and a Python call per node is a large part of the cost of loading.
+
+    Aliases are bounded as they expand: an alias is the same node object as its anchor, so
+    the builder builds that node again; each collection built adds its children to
+    ``_built``, and the first build of a node also to ``_parsed``. Only an alias can push
+    ``_built`` past ``_parsed`` (see ``_EXPANSION_FACTOR``).
     """
 
-    def __init__(self, source: SourceMap) -> None:
+    def __init__(self, source: SourceMap, root: Node | None = None) -> None:
         self.source = source
         self.values = source.values
         self.keys = source.keys
         self.problems: list[Problem] = []
-        self._active: set[int] = set()
+        self._active: set[int] = set()  # the collections being built: a cycle, and the depth
+        self._seen: set[int] = set()  # the collections built at least once
+        self._root = root
+        self._built = self._parsed = 1
+        self._exact = False  # whether _parsed is the count of the whole document
+        self._expanding: Node | None = None  # the outermost node an alias is copying now
+        self._too_deep = False
 
     def _error(self, node: Node, message: str) -> None:
         mark = node.start_mark
@@ -214,10 +299,29 @@ class _Builder:
         return self._collection(node, path)
 
     def _collection(self, node: Node, path: Path) -> Any:
-        if id(node) in self._active:
+        key = id(node)
+        active = self._active
+        if key in active:
             self._error(node, "this alias refers to itself")
             return None
-        self._active.add(id(node))
+        if len(active) >= MAX_DEPTH:
+            if not self._too_deep:
+                self._too_deep = True
+                self._error(node, f"lists and mappings nested more than {MAX_DEPTH} levels deep")
+            return None
+        size = len(node.value) if type(node) is SequenceNode else 2 * len(node.value)
+        self._built += size
+        outermost = False
+        if key not in self._seen:
+            self._seen.add(key)
+            if not self._exact:
+                self._parsed += size
+        else:  # an alias (or a merge) builds this node again
+            if self._expanding is None:
+                self._expanding, outermost = node, True
+            if self._built - self._parsed > _EXPANSION_FACTOR * self._parsed + _EXPANSION_ALLOWANCE:
+                self._check_expansion()
+        active.add(key)
         try:
             if type(node) is SequenceNode:
                 if node.tag != _SEQ:
@@ -228,9 +332,24 @@ class _Builder:
                     self._error(node, f"unsupported YAML tag {node.tag!r}")
                 return self._mapping(node, path)
         finally:
-            self._active.discard(id(node))
+            active.discard(key)
+            if outermost:
+                self._expanding = None
         self._error(node, "unsupported YAML node")  # pragma: no cover
         return None
+
+    def _check_expansion(self) -> None:
+        """Raise :class:`_TooLarge` when aliases expanded the document past the bound.
+
+        Until now ``_parsed`` counted the values of the part built so far; the bound is on
+        the whole document's, counted here once (only for a document that gets this far).
+        """
+        if not self._exact and self._root is not None:
+            self._exact = True
+            self._parsed = _count_nodes(self._root)
+        limit = (_EXPANSION_FACTOR + 1) * self._parsed + _EXPANSION_ALLOWANCE
+        if self._built > limit:
+            raise _TooLarge(self._expanding, limit, self._parsed)
 
     def _scalar(self, node: ScalarNode, path: Path) -> Any:
         tag, text = node.tag, node.value
@@ -239,15 +358,22 @@ class _Builder:
         self.source.scalar_text[path] = text
         try:
             if tag == _NULL:
+                if text not in ("", "~", "null", "Null", "NULL"):  # `!!null x`: not a guess
+                    raise ValueError(text)
                 return None
             if tag == _BOOL:
+                if text.lower() not in ("true", "false"):  # `!!bool yes`: YAML 1.2 has two booleans
+                    raise ValueError(text)
                 return text.lower() == "true"
             if tag == _INT:
                 return _int(text)
             if tag == _FLOAT:
                 return _float(text)
+        except _NotJson as exc:
+            self._error(node, str(exc))
+            return text
         except ValueError:
-            self._error(node, f"{text!r} is not a valid {tag.rsplit(':', 1)[-1]}")
+            self._error(node, f"{_short(text)!r} is not a valid {tag.rsplit(':', 1)[-1]}")
             return text
         self._error(node, f"unsupported YAML tag {tag!r} (only plain YAML values are allowed)")
         return text
@@ -347,6 +473,37 @@ def _explain_syntax_error(text: str, line: int, col: int, what: str) -> tuple[in
     return line, col, what
 
 
+def _alias_of(text: str, anchored: Node | None) -> tuple[int, int, str | None]:
+    """(line, col, anchor) of the first alias of the anchor ``anchored`` stands at, or of the
+    first alias of the document. Parses the text again: only for an error."""
+    target = (anchored.start_mark.line, anchored.start_mark.column) if anchored is not None else None
+    parser = _ParserBase(text)
+    name: str | None = None
+    first: tuple[int, int, str | None] | None = None
+    try:
+        while True:
+            event = parser.get_event()
+            if event is None or isinstance(event, yaml.StreamEndEvent):
+                break
+            anchor = getattr(event, "anchor", None)
+            if anchor is None:
+                continue
+            mark = event.start_mark
+            if isinstance(event, yaml.AliasEvent):
+                if anchor == name:
+                    return mark.line + 1, mark.column + 1, anchor
+                if first is None:
+                    first = (mark.line + 1, mark.column + 1, anchor)
+            elif (mark.line, mark.column) == target:
+                name = anchor
+    finally:
+        parser.dispose()
+    if first is not None:
+        return first
+    mark = anchored.start_mark if anchored is not None else None  # pragma: no cover - an alias was found
+    return (mark.line + 1, mark.column + 1, None) if mark else (1, 1, None)  # pragma: no cover
+
+
 def load_text(text: str, file: str) -> Document:
     """Load one YAML document from ``text``; every problem raises :class:`LocatedErrors`."""
     source = SourceMap(file)
@@ -364,12 +521,22 @@ def load_text(text: str, file: str) -> Document:
         raise LocatedErrors([Problem(file, line, col, f"YAML syntax error: {what}")]) from None
     except yaml.YAMLError as exc:
         raise LocatedErrors([Problem(file, 1, 1, f"YAML error: {exc}")]) from None
+    except RecursionError:  # pragma: no cover - the pure-Python composer (libyaml stops at 1,000 levels)
+        raise LocatedErrors([Problem(file, 1, 1, "YAML error: nested too deeply")]) from None
     finally:
         composer.dispose()
     if node is None:
         return Document(None, source, text)
-    builder = _Builder(source)
-    data = builder.build(node, ())
+    builder = _Builder(source, node)
+    try:
+        data = builder.build(node, ())
+    except _TooLarge as exc:
+        line, col, anchor = _alias_of(text, exc.node)
+        copies = f" (each *{anchor} copies all of &{anchor})" if anchor else ""
+        raise LocatedErrors([Problem(file, line, col, (
+            f"YAML aliases expand this document past {exc.limit:,} values, from {exc.parsed:,} written "
+            f"out{copies}: refused, as a 'billion laughs' would exhaust memory; write the values out "
+            "instead of aliasing aliases"))]) from None
     if builder.problems:
         raise LocatedErrors(builder.problems)
     return Document(data, source, text)

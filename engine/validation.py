@@ -24,6 +24,7 @@ from engine.providers.registry import BUILTIN, TypeInfo, known_types, type_info
 from engine.schemas import validator
 from engine.templating import (
     CONTEXT_NAMES,
+    KEPT_GLOBALS,
     TemplateError,
     Templates,
     is_template,
@@ -67,7 +68,7 @@ def _gc_paused(func: _F) -> _F:
 
 
 #: Names a template may use: the context, and Jinja's own globals.
-_KNOWN_NAMES = frozenset({*CONTEXT_NAMES, "range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+_KNOWN_NAMES = frozenset({*CONTEXT_NAMES, *KEPT_GLOBALS, "loop"})
 _JSON_NAMES = {
     "object": "a mapping",
     "array": "a list",
@@ -111,6 +112,11 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
+
+
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a list, else no items: the schema pass says what it is instead."""
+    return value if isinstance(value, list) else []
 
 
 def label(data: Any, path: Path) -> str:
@@ -250,11 +256,11 @@ class _Checker:
             self.error(("version",), f"must be the integer 1, not {text} (YAML reads {text} as a "
                                      "decimal number): write version: 1")
         self.check_providers()
-        main = [s for s in data.get("steps") or [] if isinstance(s, dict)]
-        fin = [s for s in data.get("finally") or [] if isinstance(s, dict)]
+        main = [s for s in _list(data.get("steps")) if isinstance(s, dict)]
+        fin = [s for s in _list(data.get("finally")) if isinstance(s, dict)]
         seen: dict[str, Path] = {}
         for section in ("steps", "finally"):
-            for i, step in enumerate(data.get(section) or []):
+            for i, step in enumerate(_list(data.get(section))):
                 if not isinstance(step, dict) or not isinstance(step.get("id"), str):
                     continue
                 sid = step["id"]
@@ -267,7 +273,7 @@ class _Checker:
         all_ids = set(main_ids) | {s["id"] for s in fin if isinstance(s.get("id"), str)}
         for section, earlier_base in (("steps", ()), ("finally", main_ids)):
             earlier = set(earlier_base)
-            for i, step in enumerate(data.get(section) or []):
+            for i, step in enumerate(_list(data.get(section))):
                 if not isinstance(step, dict):
                     continue
                 self.check_step(step, (section, i), earlier, all_ids)
@@ -361,7 +367,7 @@ class _Checker:
                        f"write when: {_bool_fix(when.strip())}")
         elif isinstance(when, str):
             self.check_templates(self.templates.condition(when), path + ("when",), earlier, all_ids)
-        for i, expr in enumerate(step.get("assert") or []):
+        for i, expr in enumerate(_list(step.get("assert"))):
             if isinstance(expr, str):
                 self.check_templates(
                     self.templates.condition(expr), path + ("assert", i), earlier, all_ids,
@@ -375,7 +381,8 @@ class _Checker:
             return
         options = step["with"] if isinstance(step.get("with"), dict) else {}
         providers = self.data.get("providers")
-        block = providers.get(step.get("provider")) if isinstance(providers, dict) else None
+        name = step.get("provider")
+        block = providers.get(name) if isinstance(providers, dict) and isinstance(name, str) else None
         block = block if isinstance(block, dict) else {}
         known = info.options_schema.get("properties", {})
         for key in options:
@@ -416,7 +423,7 @@ class _Checker:
             self._kinds = {}
             providers = self.data.get("providers")
             for section in ("steps", "finally"):
-                for step in self.data.get(section) or []:
+                for step in _list(self.data.get(section)):
                     if not isinstance(step, dict) or not isinstance(step.get("id"), str):
                         continue
                     name, info = step.get("provider"), None
@@ -576,7 +583,7 @@ class _Linter:
         if isinstance(data.get("providers"), dict):
             yield from iter_templates(data["providers"], ("providers",))
         for section in ("steps", "finally"):
-            for i, step in enumerate(data.get(section) or []):
+            for i, step in enumerate(_list(data.get(section))):
                 if not isinstance(step, dict):
                     continue
                 base = (section, i)
@@ -586,7 +593,7 @@ class _Linter:
                 when = step.get("when")
                 if isinstance(when, str) and when.strip().lower() not in YAML11_BOOLEANS:
                     yield base + ("when",), self.templates.condition(when)
-                for j, expr in enumerate(step.get("assert") or []):
+                for j, expr in enumerate(_list(step.get("assert"))):
                     if isinstance(expr, str):
                         yield base + ("assert", j), self.templates.condition(expr)
         if isinstance(data.get("outputs"), dict):
@@ -681,7 +688,7 @@ class _Linter:
         if isinstance(data.get("outputs"), dict):
             self.scan(data["outputs"], ("outputs",))
         for section in ("steps", "finally"):
-            for i, step in enumerate(data.get(section) or []):
+            for i, step in enumerate(_list(data.get(section))):
                 if not isinstance(step, dict):
                     continue
                 base = (section, i)
@@ -703,7 +710,7 @@ class _Linter:
         info = None
         name = step.get("provider")
         providers = self.data.get("providers")
-        if isinstance(providers, dict) and isinstance(providers.get(name), dict):
+        if isinstance(providers, dict) and isinstance(name, str) and isinstance(providers.get(name), dict):
             ptype = providers[name].get("type")
             info = type_info(ptype) if isinstance(ptype, str) else None
         elif isinstance(name, str):

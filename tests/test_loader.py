@@ -247,3 +247,132 @@ def test_other_syntax_errors_keep_the_parsers_words() -> None:
     message = str(info.value)
     assert message.startswith("f.yml:1:4: YAML syntax error: found character ") and "tab" not in message
     assert message.endswith("that cannot start any token")
+
+
+# --- hostile input: alias bombs, numbers JSON cannot carry, nesting --------------------------------
+
+
+def _laughs(levels: int) -> str:
+    """A "billion laughs": each level a list of ten aliases of the one before (10**levels values)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, levels):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_billion_laughs_is_refused_at_once_at_its_alias() -> None:
+    """Six levels (a million values) here, so that a broken bound fails in seconds instead of
+    eating a gigabyte; tests/test_fuzz.py gives the console script nine."""
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(LocatedErrors) as info:
+        load_text(_laughs(6), "f.yml")
+    assert time.perf_counter() - started < 1
+    (problem,) = info.value.problems
+    assert (problem.line, problem.col) == (4, 10)  # the first alias of the anchor being copied: *a2 in a3
+    # 73 values written out (1 + 6 keys and 6 values + 6 lists of 10): at most 10 * 73 + 10,000 more
+    assert problem.message.startswith("YAML aliases expand this document past 10,803 values, from 73 written out")
+    assert "each *a2 copies all of &a2" in problem.message and "billion laughs" in problem.message
+
+
+def test_a_merge_bomb_is_refused_too() -> None:
+    lines = ["m0: &m0 {k0: 1, k1: 2}"]
+    for level in range(1, 30):
+        lines.append(f"m{level}: &m{level} {{<<: [*m{level - 1}], x: [*m{level - 1}, *m{level - 1}]}}")
+    with pytest.raises(LocatedErrors) as info:
+        load_text("\n".join(lines), "f.yml")
+    assert "YAML aliases expand this document past" in str(info.value)
+
+
+def test_aliases_that_expand_a_document_a_few_times_are_fine() -> None:
+    """A runbook that merges its defaults into every one of 3,000 steps, and a few levels of laughs."""
+    steps = "".join(f"  - {{<<: *d, id: s{i}}}\n" for i in range(3000))
+    doc = load_text("d: &d {provider: membrane, dispatch: {id: x}, retry: {attempts: 2, on: [5xx]}}\n"
+                    f"steps:\n{steps}", "f.yml")
+    assert len(doc.data["steps"]) == 3000
+    assert doc.data["steps"][-1] == {"provider": "membrane", "dispatch": {"id": "x"},
+                                     "retry": {"attempts": 2, "on": ["5xx"]}, "id": "s2999"}
+    assert len(load_text(_laughs(3), "f.yml").data["a2"]) == 10  # 1,000 values from 30 written: allowed
+
+
+def test_the_expansion_bound_counts_the_whole_document_not_what_came_first() -> None:
+    """Aliases early, most of the text after them: the bound is ten times the whole document."""
+    head = "base: &b [" + ", ".join(["v"] * 100) + "]\ncopies: [" + ", ".join(["*b"] * 150) + "]\n"
+    tail = "".join(f"k{i}: [a, b, c, d, e, f, g, h, i, j]\n" for i in range(200))
+    assert len(load_text(head + tail, "f.yml").data["copies"]) == 150  # 15,000 copied, 2,600 written
+    with pytest.raises(LocatedErrors):
+        load_text(head, "f.yml")  # the same aliases without the rest: 15,000 from 252
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("n: 9223372036854775808\n", "9223372036854775808 is too large to send as JSON"),
+        ("n: -9223372036854775809\n", "-9223372036854775809 is too large to send as JSON"),
+        ("n: 0x8000000000000000\n", "0x8000000000000000 is too large to send as JSON"),
+        ("n: 0x" + "f" * 5000 + "\n", "0xffffffffffffffffffffffffff… (5,002 characters) is too large"),
+        ("n: " + "9" * 5000 + "\n", "(5,000 characters) is too large to send as JSON"),
+        ("n: !!int " + "9" * 5000 + "\n", "(5,000 characters) is too large to send as JSON"),
+        ("n: .nan\n", ".nan is not a JSON number (JSON has no NaN or Infinity); quote it to keep it as text"),
+        ("n: .inf\n", ".inf is not a JSON number"),
+        ("n: [-.Inf]\n", "-.Inf is not a JSON number"),
+        ("n: !!float nan\n", "nan is not a JSON number"),
+        ("n: 1e400\n", "1e400 is not a JSON number (it is too large: it reads as infinity); quote it"),
+    ],
+)
+def test_numbers_json_cannot_carry_are_located_errors(text: str, fragment: str) -> None:
+    with pytest.raises(LocatedErrors) as info:
+        load_text(text, "f.yml")
+    (problem,) = info.value.problems
+    assert str(problem).startswith("f.yml:1:")
+    assert fragment in problem.message and "quote it to keep it as text" in problem.message
+    assert len(problem.message) < 200
+
+
+def test_numbers_at_the_edges_of_json_load() -> None:
+    doc = load_text("a: 9223372036854775807\nb: -9223372036854775808\nc: 0x7fffffffffffffff\n"
+                    "d: 1e308\ne: 0x" + "0" * 100 + "1\nf: '.nan'\ng: 5e-324\n", "f.yml")
+    assert doc.data == {"a": 2**63 - 1, "b": -(2**63), "c": 2**63 - 1, "d": 1e308, "e": 1, "f": ".nan",
+                        "g": 5e-324}
+    assert parse_scalar("0x10", "--var n") == 16
+    with pytest.raises(LocatedErrors, match="not a JSON number"):
+        parse_scalar(".nan", "--var n")
+
+
+def test_explicit_tags_take_only_their_own_values() -> None:
+    with pytest.raises(LocatedErrors) as info:
+        load_text("a: !!int\nb: !!bool yes\nc: !!null x\nd: !!float " + "1" * 100 + "x\n", "f.yml")
+    assert [str(p) for p in info.value.problems] == [
+        "f.yml:1:4: '' is not a valid int",
+        "f.yml:2:4: 'yes' is not a valid bool",
+        "f.yml:3:4: 'x' is not a valid null",
+        "f.yml:4:4: '1111111111111111111111111111… (101 characters)' is not a valid float",
+    ]
+    assert load_text("a: !!bool FALSE\nb: !!null ~\nc: !!int ' 7'\n", "f.yml").data == {"a": False, "b": None, "c": 7}
+
+
+def test_nesting_deeper_than_the_limit_is_one_located_error() -> None:
+    from engine.loader import MAX_DEPTH
+
+    value = load_text("[" * MAX_DEPTH + "]" * MAX_DEPTH, "f.yml").data  # the document itself is one level
+    for _ in range(MAX_DEPTH - 1):
+        (value,) = value
+    assert value == []
+    deep = "[" * MAX_DEPTH + "]" * MAX_DEPTH  # under the top-level mapping: one too many
+    with pytest.raises(LocatedErrors) as info:
+        load_text(f"a: {deep}\nb: {deep}\n", "f.yml")
+    assert [str(p) for p in info.value.problems] == [  # once, not once per list too deep
+        f"f.yml:1:{MAX_DEPTH + 3}: lists and mappings nested more than {MAX_DEPTH} levels deep"]
+    with pytest.raises(LocatedErrors, match="maximum nesting depth"):  # libyaml's own limit, further down
+        load_text("[" * 100_000, "f.yml")
+
+
+def test_keys_that_are_collections_are_located_errors() -> None:
+    with pytest.raises(LocatedErrors) as info:
+        load_text("? [a]\n: 1\n{a: 1}: x\n? {b: [c]}\n: y\nok: 1\n", "f.yml")
+    assert [str(p) for p in info.value.problems] == [
+        "f.yml:1:3: a mapping key must be a plain string",
+        "f.yml:3:1: a mapping key must be a plain string",
+        "f.yml:4:3: a mapping key must be a plain string",
+    ]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from engine import emulator as emulator_module
 from engine.emulator import Emulator
-from tests.conftest import act_bodies, run_cli
+from tests.conftest import act_bodies, base_env, run_cli
 
 FIVE = """
 version: 1
@@ -87,4 +91,78 @@ def test_resume_refuses_foreign_or_broken_manifests(write, tmp_path: Path, emula
     assert newer.code == 2 and "manifest version 2" in newer.stderr
     missing = run_cli(["run", str(path), "--resume", "nope.json"], cwd=tmp_path, env=membrane_env)
     assert missing.code == 2 and "cannot read the manifest" in missing.stderr
+    assert emulator.requests == []
+
+
+def _odd(manifest: dict[str, Any], case: str) -> Any:
+    """A copy of ``manifest`` broken one way."""
+    odd = json.loads(json.dumps(manifest))
+    if case == "top-level list":
+        return [odd]
+    if case == "engine is a string":
+        odd["engine"] = "x"
+    elif case == "engine is null":
+        odd["engine"] = None
+    elif case == "run is null":
+        odd["run"] = None
+    elif case == "a step is null":
+        odd["steps"][0] = None
+    elif case == "attempts is text":
+        odd["steps"][1]["attempts"] = "x"
+    elif case == "runbook path is a number":
+        odd["runbook"]["path"] = 3
+    elif case == "version is text":
+        odd["manifest_version"] = "1"
+    return odd
+
+
+ODD = {
+    "top-level list": "not a runbook manifest: it holds a list, not a JSON object",
+    "engine is a string": "not a runbook manifest: engine: 'x' is not of type 'object'",
+    "engine is null": "not a runbook manifest: engine: None is not of type 'object'",
+    "run is null": "not a valid manifest: run: None is not of type 'object'",
+    "a step is null": "not a valid manifest: steps/0: None is not of type 'object'",
+    "attempts is text": "not a valid manifest: steps/1/attempts: 'x' is not of type 'array'",
+    "runbook path is a number": "not a valid manifest: runbook/path: 3 is not of type 'string'",
+    "version is text": "manifest version '1'; this runbook reads version 1",
+}
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """FIVE, run once on the emulator: the runbook and its manifest."""
+    folder = tmp_path_factory.mktemp("recorded")
+    path = folder / "five.yml"
+    path.write_text(FIVE.lstrip("\n"))
+    with emulator_module.start() as emu:
+        first = run_cli(["run", str(path), "--manifest", str(folder / "first.json")], cwd=folder,
+                        env=base_env(MEMBRANE_BASE_URL=emu.url, MEMBRANE_TOKEN="test-token"))
+    assert first.code == 0, first.stderr
+    return path, json.loads((folder / "first.json").read_text())
+
+
+@pytest.mark.parametrize("case", list(ODD))
+def test_resume_and_replay_refuse_a_manifest_of_any_shape_naming_the_field(
+        case: str, recorded: tuple[Path, dict[str, Any]], tmp_path: Path, emulator: Emulator,
+        membrane_env: dict[str, str]) -> None:
+    path, manifest = recorded
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(_odd(manifest, case)))
+    for args in (["run", str(path), "--resume", str(odd)], ["replay", str(odd)]):
+        result = run_cli(args, cwd=tmp_path, env=membrane_env)
+        assert result.code == 2, result.stderr
+        assert result.stderr == f"{odd}: {ODD[case]}\n"
+    assert emulator.requests == []
+
+
+def test_numbers_json_cannot_carry_refuse_a_manifest(recorded: tuple[Path, dict[str, Any]], tmp_path: Path,
+                                                     emulator: Emulator, membrane_env: dict[str, str]) -> None:
+    path, manifest = recorded
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(dict(manifest, vars={"n": float("nan")})))  # Python's json writes NaN
+    result = run_cli(["replay", str(odd)], cwd=tmp_path, env=membrane_env)
+    assert (result.code, result.stderr) == (2, f"{odd}: not a JSON manifest: NaN is not a JSON number\n")
+    odd.write_text("[" * 100_000 + "]" * 100_000)
+    result = run_cli(["run", str(path), "--resume", str(odd)], cwd=tmp_path, env=membrane_env)
+    assert (result.code, result.stderr) == (2, f"{odd}: not a runbook manifest: its JSON is nested too deeply\n")
     assert emulator.requests == []
