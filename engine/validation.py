@@ -45,6 +45,9 @@ __all__ = [
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+#: The longest timeout or delay (seconds): a year.
+MAX_DURATION = 366 * 24 * 3600
+
 
 def _gc_paused(func: _F) -> _F:
     """Run ``func`` with the cyclic garbage collector paused.
@@ -256,6 +259,7 @@ class _Checker:
             self.error(("version",), f"must be the integer 1, not {text} (YAML reads {text} as a "
                                      "decimal number): write version: 1")
         self.check_providers()
+        self.check_durations()
         main = [s for s in _list(data.get("steps")) if isinstance(s, dict)]
         fin = [s for s in _list(data.get("finally")) if isinstance(s, dict)]
         seen: dict[str, Path] = {}
@@ -283,6 +287,33 @@ class _Checker:
         if isinstance(outputs, dict):
             self.check_templates(outputs, ("outputs",), all_ids, all_ids)
         return self.problems
+
+    def check_durations(self) -> None:
+        """No duration longer than a year: the clock and the sockets cannot wait that long, and
+        such a value is a slip (``1e17``, a missing unit) rather than a wish."""
+        data = self.data
+        places: list[tuple[Path, Any]] = [(("run_timeout",), data.get("run_timeout"))]
+        blocks: list[tuple[Path, Any]] = [(("defaults",), data.get("defaults"))]
+        for section in ("steps", "finally"):
+            blocks += [((section, i), step) for i, step in enumerate(_list(data.get(section)))]
+        for base, block in blocks:
+            if not isinstance(block, dict):
+                continue
+            places += [(base + (key,), block.get(key)) for key in ("timeout", "step_timeout")]
+            retry = block.get("retry")
+            if isinstance(retry, dict):
+                places += [(base + ("retry", key), retry.get(key))
+                           for key in ("initial_delay", "max_delay", "max_elapsed")]
+        for path, value in places:
+            if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                continue
+            try:
+                seconds = parse_duration(value)
+            except (ValueError, KeyError, IndexError, OverflowError):
+                continue  # not a duration: the schema pass says so
+            if seconds > MAX_DURATION:
+                self.error(path, f"{value!r} is longer than a year ({MAX_DURATION:,} s), the longest "
+                                 "duration runbook waits for")
 
     def check_providers(self) -> None:
         providers = self.data.get("providers")

@@ -337,3 +337,44 @@ def test_atomic_write_never_follows_a_planted_temporary_name(tmp_path: Path) -> 
     assert path.read_text() == "{}\n" and not path.is_symlink()
     assert target.read_text() == "keep me\n"
     assert sorted(p.name for p in tmp_path.iterdir() if not p.is_symlink()) == ["m.json", "victim.txt"]
+
+
+# -- requests httpx cannot send, durations no clock can wait ------------------------------------
+
+
+def test_unsendable_urls_and_headers_fail_the_step_not_the_engine(write, tmp_path: Path) -> None:
+    path = write("""
+        version: 1
+        name: unsendable
+        providers:
+          web: {type: http, base_url: "https://api.example.com"}
+          odd: {type: http, base_url: "http://x\\x06"}
+          accents: {type: http, base_url: "https://api.example.com", headers: {Accept: "é😀"}}
+        steps:
+          - {id: ctrl, provider: web, continue_on_error: true, dispatch: {api: {url: "http://example.com/\\x1e"}}}
+          - {id: base, provider: odd, continue_on_error: true, dispatch: {api: {path: /x}}}
+          - {id: header, provider: accents, continue_on_error: true, dispatch: {api: {path: /x}}}
+          - id: step_header
+            provider: web
+            continue_on_error: true
+            dispatch: {api: {path: /x, headers: {X-Name: "é"}}}
+    """)
+    result = run_cli(["run", str(path)], cwd=tmp_path)
+    assert result.code == 1, result.stderr
+    assert "bug" not in result.stderr
+    for step in result.manifest["steps"]:
+        assert step["status"] == "failed" and step["error"]["type"] == "configuration", step
+        assert step["error"]["message"].startswith("cannot send ")
+
+
+def test_durations_longer_than_a_year_are_validation_errors(write, tmp_path: Path) -> None:
+    path = write("""
+        version: 1
+        name: forever
+        run_timeout: 1e300
+        steps:
+          - {id: a, provider: membrane, dispatch: {id: x}, timeout: 1e17, retry: {attempts: 2, max_delay: 99999999h}}
+    """)
+    result = run_cli(["validate", str(path)], cwd=tmp_path)
+    assert result.code == 2
+    assert result.stderr.count("is longer than a year") == 3

@@ -8,14 +8,16 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import httpx
 
 from engine.providers.base import ProviderError
 
-__all__ = ["TLS", "tls_settings", "make_client", "send", "classify", "retry_after", "parse_body", "error_message"]
+__all__ = ["TLS", "tls_settings", "make_client", "build", "send", "classify", "retry_after", "parse_body",
+           "error_message"]
 
 _CONTEXTS: dict[str | None, ssl.SSLContext] = {}
 
@@ -73,7 +75,28 @@ class _VerifiedTransport(httpx.BaseTransport):
 def make_client(base_url: str, headers: dict[str, str] | None = None, tls: TLS = _VERIFY) -> httpx.Client:
     """One keep-alive client per provider instance. Certificates are verified for every
     https request, whatever the base URL (a step may name an absolute https URL), unless
-    the provider block says ``insecure: true``."""
+    the provider block says ``insecure: true``. A base URL or header httpx cannot use is a
+    ``configuration`` error."""
+    with _unusable(f"the base URL {base_url!r} or a provider header"):
+        return _client(base_url, headers, tls)
+
+
+def build(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Request:
+    """``client.build_request(...)``; a URL, header or body httpx cannot send (a control
+    character in a URL, a header that is not ASCII) is a ``configuration`` error."""
+    with _unusable(f"the request {method} {url!r}"):
+        return client.build_request(method, url, **kwargs)
+
+
+@contextmanager
+def _unusable(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (httpx.InvalidURL, UnicodeError, ValueError, TypeError) as exc:
+        raise ProviderError("configuration", f"cannot send {what}: {type(exc).__name__}: {exc}") from None
+
+
+def _client(base_url: str, headers: dict[str, str] | None, tls: TLS) -> httpx.Client:
     return httpx.Client(
         base_url=base_url,
         headers=headers or {},

@@ -80,7 +80,7 @@ class HttpProvider:
             base = self._emulator_url or self.base_url or "http://localhost"
             self._client = _http.make_client(base, self.headers, tls=self._tls)
         query = {k: _query_value(v) for k, v in (spec.get("query") or {}).items()}
-        request = self._client.build_request(
+        request = _http.build(self._client,
             spec["method"],
             self._wire_url(str(spec["url"])),
             params=query or None,

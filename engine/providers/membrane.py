@@ -126,7 +126,7 @@ class MembraneProvider:
         """The ``/act`` body that ran, from ``GET /action-run-logs/{id}`` (its ``action`` field)."""
         if self._client is None:
             self._client = _http.make_client(self.base_url, tls=self._tls)
-        request = self._client.build_request(
+        request = _http.build(self._client,
             "GET", f"/action-run-logs/{run_id}", headers={"Authorization": f"Bearer {self._bearer()}"}
         )
         response = _http.send(self._client, request, timeout)
@@ -142,7 +142,7 @@ class MembraneProvider:
     def _act(self, body: dict[str, Any], timeout: float | None) -> ActionResult:
         if self._client is None:
             self._client = _http.make_client(self.base_url, tls=self._tls)
-        request = self._client.build_request(
+        request = _http.build(self._client,
             "POST", "/act", json=body,
             headers={"Authorization": f"Bearer {self._bearer()}"},
         )

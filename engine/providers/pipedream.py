@@ -301,7 +301,7 @@ class PipedreamProvider:
         headers = {"Authorization": f"Bearer {token}", "x-pd-environment": str(self.environment)}
         base = f"/v1/connect/{self.project_id}"
         if style == "id":
-            return self._client.build_request("POST", f"{base}/actions/run", json=spec, headers=headers)
+            return _http.build(self._client, "POST", f"{base}/actions/run", json=spec, headers=headers)
         for name, value in (spec.get("headers") or {}).items():
             headers[f"x-pd-proxy-{name}"] = value
         kwargs: dict[str, Any] = {}
@@ -309,7 +309,7 @@ class PipedreamProvider:
             kwargs["content"] = spec["body"].encode("utf-8")
         elif spec.get("body") is not None:
             kwargs["json"] = spec["body"]
-        return self._client.build_request(
+        return _http.build(self._client,
             spec["method"],
             f"{base}/proxy/{encode_target(spec['url'])}",
             params={"external_user_id": spec["external_user_id"], "account_id": spec["account_id"]},
@@ -440,7 +440,7 @@ class PipedreamProvider:
         }
         if self.scope:
             payload["scope"] = self.scope
-        request = self._client.build_request("POST", "/v1/oauth/token", json=payload)
+        request = _http.build(self._client, "POST", "/v1/oauth/token", json=payload)
         response = _http.send(self._client, request, timeout)
         body, _ = _http.parse_body(response)
         status = response.status_code
