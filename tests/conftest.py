@@ -56,6 +56,22 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def install_plugin(tmp_path: Path, module: str, source: str, entry_points: dict[str, str],
+               **extra: str) -> dict[str, str]:
+    """An environment in which ``module`` (``source``) is an installed distribution whose
+    ``runbook.providers`` entry points are ``entry_points`` (type name -> ``module:Class``)."""
+    site = tmp_path / "site"
+    dist = site / f"{module}-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (site / f"{module}.py").write_text(source)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (dist / "entry_points.txt").write_text("[runbook.providers]\n" + lines)
+    env = base_env(**extra)
+    env["PYTHONPATH"] = f"{site}{os.pathsep}{env['PYTHONPATH']}"
+    return env
+
+
 def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
             timeout: float = 60, manifest: bool = True) -> CliResult:
     """Run ``python -m engine ARGS`` in ``cwd``; ``run`` and ``replay`` write cwd/manifest.json."""

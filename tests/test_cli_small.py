@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import _hoist_debug
-from tests.conftest import base_env, run_cli
+from tests.conftest import install_plugin, run_cli
 
 OK = """\
 version: 1
@@ -63,14 +63,7 @@ def test_debug_after_run_is_accepted(write, tmp_path: Path) -> None:
 
 
 def test_debug_after_run_shows_the_traceback_of_a_bug(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    dist = site / "crashplugin-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (site / "crashplugin.py").write_text(CRASH_PLUGIN)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: crashplugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[runbook.providers]\ncrash = crashplugin:CrashProvider\n")
-    env = base_env()
-    env["PYTHONPATH"] = f"{site}:{env['PYTHONPATH']}"
+    env = install_plugin(tmp_path, "crashplugin", CRASH_PLUGIN, {"crash": "crashplugin:CrashProvider"})
     (tmp_path / "crash.yml").write_text(textwrap.dedent("""\
         version: 1
         name: crash

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import base_env, run_cli
+from tests.conftest import base_env, install_plugin, run_cli
 
 PLUGIN = '''
 from engine.providers.base import ActionResult
@@ -46,19 +45,8 @@ class CrashProvider(EchoProvider):
 
 @pytest.fixture
 def plugin_env(tmp_path: Path) -> dict[str, str]:
-    site = tmp_path / "site"
-    dist = site / "rbplugin-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (site / "rbplugin.py").write_text(PLUGIN)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rbplugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent("""
-        [runbook.providers]
-        echo = rbplugin:EchoProvider
-        crash = rbplugin:CrashProvider
-    """))
-    env = base_env()
-    env["PYTHONPATH"] = f"{site}:{env['PYTHONPATH']}"
-    return env
+    return install_plugin(tmp_path, "rbplugin", PLUGIN,
+                          {"echo": "rbplugin:EchoProvider", "crash": "rbplugin:CrashProvider"})
 
 
 def test_a_plugin_type_validates_and_runs(write, tmp_path: Path, plugin_env) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from engine.files import atomic_write
 from engine.redaction import Redactor
-from tests.conftest import ROOT, base_env, run_cli
+from tests.conftest import ROOT, base_env, install_plugin, run_cli
 
 TLS_DIR = ROOT / "tests" / "data" / "tls"
 
@@ -285,20 +285,14 @@ class CrashProvider:
 
 
 def test_an_internal_error_prints_no_secret(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    dist = site / "crashplugin-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (site / "crashplugin.py").write_text(CRASH_PLUGIN)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: crashplugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[runbook.providers]\ncrash = crashplugin:CrashProvider\n")
+    env = install_plugin(tmp_path, "crashplugin", CRASH_PLUGIN, {"crash": "crashplugin:CrashProvider"},
+                         LONG=SECRET)
     (tmp_path / "crash.yml").write_text(textwrap.dedent("""\
         version: 1
         name: crash
         steps:
           - {id: boom, provider: crash, dispatch: {id: x}, input: {key: "{{ secrets.LONG | reverse }}"}}
     """))
-    env = base_env(LONG=SECRET)
-    env["PYTHONPATH"] = f"{site}{os.pathsep}{env['PYTHONPATH']}"
     for args in (["run", "crash.yml"], ["run", "crash.yml", "--debug"]):
         result = run_cli(args, cwd=tmp_path, env=env)
         assert result.code == 3
