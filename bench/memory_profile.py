@@ -274,7 +274,7 @@ def categories_of(c: Captured) -> list[tuple[str, str, list[Any], list[Any]]]:
         ("raw data held by Steps (input, target, with, id...)", "Runbook / Steps", [], step_data),
         ("Runbook's other fields (providers, outputs, vars)", "Runbook / Steps", [], other),
         ("Templates._cache (compiled templates)", "Templates._cache", [], [c.templates._cache]),
-        ("Runner.steps_ctx (steps.<id> for templates)", "Runner.steps_ctx", [], [c.runner.steps_ctx]),
+        ("Conductor.steps (steps.<id> for templates)", "Conductor.steps", [], [c.runner.conductor.steps]),
         ("StepResults (RunOutcome.results, if kept)", "StepResults", [], [getattr(c.outcome, "results", [])]),
         ("Recording.records (step dicts, for finish)", "Recording.records", [], [c.recording.records]),
         ("ManifestWriter._lines (JSON bytes per step)", "ManifestWriter._lines", [],

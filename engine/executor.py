@@ -170,9 +170,12 @@ class Executor:
     # -- parts ----------------------------------------------------------------------------------
 
     def _where(self, path: tuple) -> str:
-        """``FILE:LINE:COL`` of a runbook field (a path from the top of the document)."""
-        line, col = self.runbook.source.position(path)
-        return f"{self.runbook.path}:{line}:{col}"
+        """``FILE:LINE:COL`` of a runbook field (a path from the top of the document). A run's
+        runbook keeps only some positions (:class:`~engine.loader.SparseSourceMap`): the others
+        are read from the file again, and when it has changed since, a note says the position is
+        that of an enclosing field."""
+        line, col, note = self.runbook.source.locate(path)
+        return f"{self.runbook.path}:{line}:{col}{note}"
 
     def _render(self, step: Step, ctx: Mapping[str, Any], value: Any, field: tuple) -> tuple[Any, Any]:
         try:

@@ -1,8 +1,9 @@
 """Safe YAML loading with positions: the only module that imports yaml.
 
-The document is composed into nodes by PyYAML's (C, when available) parser and
-turned into plain JSON-compatible values by :class:`_Builder`, which also records
-the line and column of every key and value. Scalars follow YAML 1.2's core
+The document is parsed by PyYAML's (C, when available) parser and its events are
+turned straight into plain JSON-compatible values by :class:`_Builder` (no node
+tree), which also records the line and column of every key and value, or for a run
+only those it reports (:class:`SparseSourceMap`). Scalars follow YAML 1.2's core
 schema: only ``true``/``false`` are booleans (``on``, ``yes``, ``off`` stay
 strings), dates stay strings, ``012`` is twelve. Duplicate keys, aliases that
 loop, unknown tags and multi-document files are errors, never guesses. So is what
@@ -14,8 +15,10 @@ small file to millions of values (a "billion laughs"), or nesting deeper than
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from engine.errors import LocatedErrors, Problem
@@ -58,10 +61,23 @@ def _import_pyyaml() -> Any:
 
 
 yaml = _import_pyyaml()
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # noqa: E402
+from yaml.composer import ComposerError  # noqa: E402
+from yaml.events import (  # noqa: E402
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+)
+from yaml.nodes import ScalarNode, SequenceNode  # noqa: E402
 from yaml.resolver import BaseResolver  # noqa: E402
 
-__all__ = ["Path", "SourceMap", "Document", "load_file", "load_text", "parse_scalar", "MAX_DEPTH"]
+__all__ = ["Path", "SourceMap", "SparseSourceMap", "Document", "load_file", "load_text", "parse_scalar",
+           "MAX_DEPTH"]
 
 Path = tuple  # a path into the document: keys (str) and list indexes (int)
 
@@ -123,6 +139,8 @@ else:  # pragma: no cover - pure-Python fallback
             yaml.composer.Composer.__init__(self)
 
 
+# The node tree: the loader builds from events instead (:class:`_Builder`); bench/memory_profile.py
+# composes the tree to show what that saves.
 class _Composer(_ParserBase, _Core12Resolver):  # type: ignore[misc, valid-type]
     def __init__(self, stream: str) -> None:
         _ParserBase.__init__(self, stream)
@@ -160,10 +178,127 @@ class SourceMap:
             p = p[:-1]
         return self.values.get((), (1, 1))
 
+    def recorded(self, path: Path) -> tuple[int, int] | None:
+        """The position recorded for the value at ``path`` itself (no parent's), if any."""
+        return self.values.get(path)
+
+    def locate(self, path: Path, *, key: bool = False) -> tuple[int, int, str]:
+        """``(line, col, note)``: :meth:`position`, and what to add to a message about ``path``
+        when that position is not exact (nothing here; see :class:`SparseSourceMap`)."""
+        line, col = self.position(path, key=key)
+        return line, col, ""
+
     def problem(self, path: Path, message: str, *, key: bool = False,
                 severity: str = "error") -> Problem:
-        line, col = self.position(path, key=key)
-        return Problem(self.file, line, col, message, severity)
+        line, col, note = self.locate(path, key=key)
+        return Problem(self.file, line, col, message + note, severity)
+
+
+#: A sparse source map packs a position in one int: ``line << _COLUMN_BITS | col`` (a tuple of
+#: two ints costs three objects).
+_COLUMN_BITS = 32
+_COLUMN_MASK = (1 << _COLUMN_BITS) - 1
+
+#: The plain words YAML 1.1 read as booleans, which the linter warns about when they are written
+#: unquoted (``validation.YAML11_BOOLEANS``): a sparse load keeps their positions for it.
+_YAML11_WORDS = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+
+def _kept(path: Path, text: str) -> bool:
+    """Whether a sparse load records the position of the string ``text`` at ``path``, more than
+    two levels down: what a run's errors name (a template; a step's ``provider``, ``when``, an
+    ``assert`` and its dispatch style) and a YAML 1.1 boolean word (the linter reads how it was
+    written)."""
+    if "{" in text:
+        return True
+    depth = len(path)
+    if (depth == 3 and path[2] in ("provider", "when")) or (depth == 4 and path[2] in ("dispatch", "assert")):
+        return True
+    return len(text) <= 3 and text.lower() in _YAML11_WORDS
+
+
+def _dotted(path: Path) -> str:
+    """``steps[3].input.n``: a path as a note names it."""
+    if not path:
+        return "the document"
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class SparseSourceMap(SourceMap):
+    """The positions a run reports, each packed in one int, and no key positions: a full map of a
+    runbook of 20,000 steps costs more memory than the runbook's data (``load_text(sparse=True)``).
+
+    It records where every node at most two levels down stands (``steps[3]``, ``providers.crm``,
+    ``outputs.x``), and, further down, each step's dispatch style and the strings :func:`_kept`
+    names: the templates, each step's ``provider``, ``when`` and asserts, the YAML 1.1 boolean
+    words. That is where the errors of a run are located (a provider's error at the dispatch
+    style), so a run seldom needs any other position. It keeps the texts of non-string scalars for
+    validation, which drops them (:meth:`for_run`) once the runbook passes.
+
+    Any other position is found by loading the file again, in full, once, after checking that its
+    text is still the one that was loaded (its sha256, given by :meth:`for_run`): every position a
+    run reports is exact. If the file has changed (or cannot be read), the position given is the
+    nearest recorded parent's, and :meth:`locate` says so: it does not point at a line that may no
+    longer hold the field. Before :meth:`for_run` it falls back without a word or a read: only
+    validation looks then, and whatever it finds is located again on a full load.
+    """
+
+    __slots__ = ("_sha256", "_full")
+
+    def __init__(self, file: str) -> None:
+        super().__init__(file)
+        self._sha256: str | None = None
+        self._full: SourceMap | bool | None = None  # the full map; False: the file could not give it
+
+    def for_run(self, sha256: str) -> None:
+        """Ready the map for a run of the text whose hash is ``sha256``: positions not recorded are
+        read from the file from now on, and the scalar texts only validation reads are dropped."""
+        self._sha256 = sha256
+        self.scalar_text = {}
+
+    def recorded(self, path: Path) -> tuple[int, int] | None:
+        packed = self.values.get(path)
+        return None if packed is None else (packed >> _COLUMN_BITS, packed & _COLUMN_MASK)
+
+    def position(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        line, col, _ = self.locate(path, key=key)
+        return line, col
+
+    def locate(self, path: Path, *, key: bool = False) -> tuple[int, int, str]:
+        p = tuple(path)
+        if not key:
+            exact = self.recorded(p)
+            if exact is not None:
+                return exact[0], exact[1], ""
+        full = self._complete()
+        if full is not None:
+            line, col = full.position(p, key=key)
+            return line, col, ""
+        if not key:
+            p = p[:-1]
+        while p and p not in self.values:
+            p = p[:-1]
+        line, col = self.recorded(p) or (1, 1)
+        if self._sha256 is None:
+            return line, col, ""
+        return line, col, (f" (approximate: {self.file} has changed since the run read it, "
+                           f"so this is where {_dotted(p)} starts)")
+
+    def _complete(self) -> SourceMap | None:
+        """The file's full map, loaded on the first call, if the file still holds the text run."""
+        if self._full is None and self._sha256 is not None:
+            self._full = False
+            try:
+                text = _read(self.file)
+                if hashlib.sha256(text.encode("utf-8")).hexdigest() == self._sha256:
+                    source = load_text(text, self.file).source
+                    self._full = SourceMap(self.file, source.values, source.keys)
+            except LocatedErrors:  # unreadable now (the text run loaded without a problem)
+                pass
+        return self._full if isinstance(self._full, SourceMap) else None
 
 
 class Document(NamedTuple):
@@ -233,129 +368,316 @@ _EXPANSION_ALLOWANCE = 10_000
 
 
 class _TooLarge(Exception):
-    """Aliases expanded the document past the bound; ``node`` is the alias target being copied."""
+    """Aliases expanded the document past the bound; ``anchor`` is the one whose copy was under way."""
 
-    def __init__(self, node: Node | None, limit: int, parsed: int) -> None:
+    def __init__(self, anchor: str, limit: int, parsed: int) -> None:
         super().__init__(limit)
-        self.node, self.limit, self.parsed = node, limit, parsed
+        self.anchor, self.limit, self.parsed = anchor, limit, parsed
 
 
-def _count_nodes(root: Node) -> int:
-    """How many values the document writes out: the root, and the items, keys and values of
-    each collection, counted once however many aliases copy it (an alias counts as one)."""
-    seen: set[int] = set()
-    stack = [root]
-    count = 1
-    while stack:
-        node = stack.pop()
-        if type(node) is ScalarNode or id(node) in seen:
-            continue
-        seen.add(id(node))
-        if type(node) is SequenceNode:
-            count += len(node.value)
-            stack.extend(node.value)
-        elif type(node) is MappingNode:
-            count += 2 * len(node.value)
-            for pair in node.value:
-                stack.extend(pair)
-    return count
+def _count_values(text: str) -> int:
+    """How many values ``text`` writes out: each scalar, alias, list and mapping once (the root,
+    and the items, keys and values of each collection; an alias counts as one value).
+
+    Parses the text again (only for a document whose aliases copy this many values), raising
+    what composing all of it would have raised before any value was built: a syntax error, an
+    undefined alias, a duplicate anchor, a second document.
+    """
+    parser = _ParserBase(text)
+    anchors: dict[str, Any] = {}
+    count = documents = 0
+    try:
+        while True:
+            event = parser.get_event()
+            kind = type(event)
+            if kind is StreamEndEvent:
+                return count
+            if kind is DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise ComposerError("expected a single document in the stream", None,
+                                        "but found another document", event.start_mark)
+            elif kind is ScalarEvent or kind is AliasEvent or kind is MappingStartEvent or kind is SequenceStartEvent:
+                count += 1
+                anchor = event.anchor
+                if anchor is None:
+                    continue
+                if kind is AliasEvent:
+                    if anchor not in anchors:
+                        raise ComposerError(None, None, "found undefined alias", event.start_mark)
+                elif anchor in anchors:
+                    raise ComposerError(f"found duplicate anchor {anchor!r}; first occurrence", anchors[anchor],
+                                        "second occurrence", event.start_mark)
+                else:
+                    anchors[anchor] = event.start_mark
+    finally:
+        parser.dispose()
+
+
+def _resolve(text: str) -> str:
+    """The tag of a plain scalar (as :class:`_Core12Resolver` resolves it)."""
+    for tag, regexp in _IMPLICIT.get(text[:1], ()):
+        if regexp.match(text):
+            return tag
+    return _STR
+
+
+#: Strings up to this long are one object however often the document repeats them (provider
+#: names, dispatch ids, keys: a runbook of 20,000 steps repeats each 20,000 times).
+_SHARED_LENGTH = 24
 
 
 class _Builder:
-    """Walks composed nodes into plain data, recording positions in a :class:`SourceMap`.
+    """Builds plain data straight from the parser's events, recording positions in a :class:`SourceMap`.
 
-    The loops of :meth:`_mapping` and :meth:`_sequence` handle a string scalar
-    themselves rather than through :meth:`build`: most nodes are such strings,
-    and a Python call per node is a large part of the cost of loading.
+    The document's node tree never exists: composed, it costs several times the data (each node
+    an object with two marks), for a moment only, but that moment is the peak of a long run. What
+    the tree gave for free is done here, with the same results:
 
-    Aliases are bounded as they expand: an alias is the same node object as its anchor, so
-    the builder builds that node again; each collection built adds its children to
-    ``_built``, and the first build of a node also to ``_parsed``. Only an alias can push
-    ``_built`` past ``_parsed`` (see ``_EXPANSION_FACTOR``).
+    * An anchored node's events are recorded as they are read (aliases inside it stay aliases),
+      and an alias replays them, so each copy is built, checked and located (at the anchor's
+      text) like the node it copies. A collection being built whose anchor an alias names is a
+      cycle: "this alias refers to itself". An undefined alias, a duplicate anchor and a second
+      document raise the composer's own errors.
+    * Aliases are bounded as they expand (see ``_EXPANSION_FACTOR``): ``_copied`` counts the values
+      they copy, against ``_written``, the values the document writes out, counted as its
+      collections end (a lower bound) until the copies pass it, then counted over the whole text.
+    * A node that is not built (a key that is a collection, the value of a duplicate key, a list
+      nested too deep) is read past by :meth:`_skip`, which still defines the anchors inside it.
+
+    A ``sparse`` builder records only the positions :class:`SparseSourceMap` keeps, and no key
+    positions. The loops of :meth:`_mapping` and :meth:`_sequence` handle a scalar without an
+    anchor themselves rather than through :meth:`_node`: most events are such scalars, and a
+    Python call per event is a large part of the cost of loading. They read each event through
+    ``self._next``, which is the parser's own ``get_event`` except while an alias is replayed or
+    an anchored node recorded (:meth:`_slow_next`).
     """
 
-    def __init__(self, source: SourceMap, root: Node | None = None) -> None:
+    def __init__(self, source: SourceMap, parse: Callable[[], Any], text: str, *, sparse: bool) -> None:
         self.source = source
-        self.values = source.values
+        self.values: dict[Path, Any] = source.values
         self.keys = source.keys
+        self.scalar_text = source.scalar_text
+        self.full = not sparse
         self.problems: list[Problem] = []
-        self._active: set[int] = set()  # the collections being built: a cycle, and the depth
-        self._seen: set[int] = set()  # the collections built at least once
-        self._root = root
-        self._built = self._parsed = 1
-        self._exact = False  # whether _parsed is the count of the whole document
-        self._expanding: Node | None = None  # the outermost node an alias is copying now
+        self._text = text
+        self._parse = parse
+        self._next = parse
+        self._replay: list[list[Any]] = []  # [events, index of the next one] of each alias being replayed
+        self._recording: list[list[Any]] = []  # the events so far of each anchored collection being read
+        self._anchors: dict[str, list[Any]] = {}  # anchor -> the events of its node
+        self._sizes: dict[str, int] = {}  # anchor -> the values an alias of it copies
+        self._open: dict[str, Any] = {}  # anchor -> first event, of the anchored collections being built
+        self._strings: dict[str, str] = {}
+        self._depth = 0
         self._too_deep = False
+        self._copied = 0
+        self._written = 1
+        self._exact = False  # whether _written is the count of the whole document
+        self._outermost = ""  # the anchor of the outermost alias being replayed
 
-    def _error(self, node: Node, message: str) -> None:
-        mark = node.start_mark
+    def _error(self, event: Any, message: str) -> None:
+        mark = event.start_mark
         self.problems.append(Problem(self.source.file, mark.line + 1, mark.column + 1, message))
 
-    def build(self, node: Node, path: Path) -> Any:
-        mark = node.start_mark
-        self.values[path] = (mark.line + 1, mark.column + 1)
-        if type(node) is ScalarNode:  # nodes are never subclassed: `is` is cheaper than isinstance
-            return self._scalar(node, path)
-        return self._collection(node, path)
+    def document(self) -> Any:
+        """The value of the stream's one document (None for an empty stream)."""
+        event = self._parse()
+        if type(event) is StreamStartEvent:
+            event = self._parse()
+        if type(event) is StreamEndEvent:
+            return None
+        start = event  # DocumentStartEvent
+        data = self._node(self._next(), ())
+        self._next()  # DocumentEndEvent
+        event = self._parse()
+        if type(event) is not StreamEndEvent:
+            raise ComposerError("expected a single document in the stream", start.start_mark,
+                                "but found another document", event.start_mark)
+        return data
 
-    def _collection(self, node: Node, path: Path) -> Any:
-        key = id(node)
-        active = self._active
-        if key in active:
-            self._error(node, "this alias refers to itself")
+    # -- events ---------------------------------------------------------------------------------
+
+    def _slow_next(self) -> Any:
+        """The next event while an alias is replayed (its recorded events) or an anchored node is
+        read (the parser's, recorded)."""
+        replay = self._replay
+        while replay:
+            frame = replay[-1]
+            events, index = frame
+            if index < len(events):
+                frame[1] = index + 1
+                return events[index]
+            replay.pop()
+        event = self._parse()
+        for events in self._recording:
+            events.append(event)
+        if not self._recording:
+            self._next = self._parse
+        return event
+
+    def _target(self, alias: Any) -> Any:
+        """The first event of the node ``alias`` names (an anchored node being built, or read)."""
+        anchor = alias.anchor
+        opened = self._open.get(anchor)
+        if opened is not None:
+            return opened
+        events = self._anchors.get(anchor)
+        if events is None:
+            raise ComposerError(None, None, "found undefined alias", alias.start_mark)
+        return events[0]
+
+    def _alias(self, alias: Any) -> Any:
+        """The first event of the node ``alias`` names, the others queued to be replayed; None
+        (reported) for an alias inside the node it names."""
+        target = self._target(alias)
+        anchor = alias.anchor
+        if anchor in self._open:
+            self._error(target, "this alias refers to itself")
             return None
-        if len(active) >= MAX_DEPTH:
-            if not self._too_deep:
-                self._too_deep = True
-                self._error(node, f"lists and mappings nested more than {MAX_DEPTH} levels deep")
-            return None
-        size = len(node.value) if type(node) is SequenceNode else 2 * len(node.value)
-        self._built += size
-        outermost = False
-        if key not in self._seen:
-            self._seen.add(key)
-            if not self._exact:
-                self._parsed += size
-        else:  # an alias (or a merge) builds this node again
-            if self._expanding is None:
-                self._expanding, outermost = node, True
-            if self._built - self._parsed > _EXPANSION_FACTOR * self._parsed + _EXPANSION_ALLOWANCE:
+        events = self._anchors[anchor]
+        if len(events) > 1:
+            if not self._replay:
+                self._outermost = anchor
+            self._copied += self._sizes[anchor]
+            if self._copied > _EXPANSION_FACTOR * self._written + _EXPANSION_ALLOWANCE:
                 self._check_expansion()
-        active.add(key)
-        try:
-            if type(node) is SequenceNode:
-                if node.tag != _SEQ:
-                    self._error(node, f"unsupported YAML tag {node.tag!r}")
-                return self._sequence(node, path)
-            if type(node) is MappingNode:
-                if node.tag != _MAP:
-                    self._error(node, f"unsupported YAML tag {node.tag!r}")
-                return self._mapping(node, path)
-        finally:
-            active.discard(key)
-            if outermost:
-                self._expanding = None
-        self._error(node, "unsupported YAML node")  # pragma: no cover
-        return None
+            self._replay.append([events, 1])
+            self._next = self._slow_next
+        return target
 
     def _check_expansion(self) -> None:
-        """Raise :class:`_TooLarge` when aliases expanded the document past the bound.
-
-        Until now ``_parsed`` counted the values of the part built so far; the bound is on
-        the whole document's, counted here once (only for a document that gets this far).
-        """
-        if not self._exact and self._root is not None:
+        """Raise :class:`_TooLarge` when aliases copy more than the bound allows. Until now
+        ``_written`` counted what was read so far; the bound is on the whole document's count,
+        counted here once (only for a document that gets this far)."""
+        if not self._exact:
             self._exact = True
-            self._parsed = _count_nodes(self._root)
-        limit = (_EXPANSION_FACTOR + 1) * self._parsed + _EXPANSION_ALLOWANCE
-        if self._built > limit:
-            raise _TooLarge(self._expanding, limit, self._parsed)
+            self._written = _count_values(self._text)
+        if self._copied > _EXPANSION_FACTOR * self._written + _EXPANSION_ALLOWANCE:
+            raise _TooLarge(self._outermost, (_EXPANSION_FACTOR + 1) * self._written + _EXPANSION_ALLOWANCE,
+                            self._written)
 
-    def _scalar(self, node: ScalarNode, path: Path) -> Any:
-        tag, text = node.tag, node.value
+    def _new_anchor(self, event: Any) -> bool:
+        """Whether ``event`` defines its anchor (False: an alias replays it); a second definition
+        is the composer's error."""
+        anchor = event.anchor
+        recorded = self._anchors.get(anchor)
+        if recorded is not None and recorded[0] is event:
+            return False
+        first = recorded[0] if recorded is not None else self._open.get(anchor)
+        if first is not None:
+            raise ComposerError(f"found duplicate anchor {anchor!r}; first occurrence", first.start_mark,
+                                "second occurrence", event.start_mark)
+        return True
+
+    def _anchor_scalar(self, event: Any) -> None:
+        if self._new_anchor(event):
+            self._anchors[event.anchor] = [event]
+            self._sizes[event.anchor] = 0
+
+    def _open_anchor(self, event: Any) -> list[Any] | None:
+        """Mark the anchored collection ``event`` starts as being built; record its events when it
+        is read for the first time (their list; None when an alias replays it)."""
+        events = None
+        if self._new_anchor(event):
+            events = [event]
+            self._recording.append(events)
+            self._next = self._slow_next
+        self._open[event.anchor] = event
+        return events
+
+    def _close_anchor(self, anchor: str, events: list[Any] | None) -> None:
+        del self._open[anchor]
+        if events is not None:
+            self._recording.pop()  # the innermost: recordings nest as their nodes do
+            self._anchors[anchor] = events
+            self._sizes[anchor] = sum(1 for e in events if type(e) is not MappingEndEvent
+                                      and type(e) is not SequenceEndEvent) - 1
+            if not self._recording and not self._replay:
+                self._next = self._parse
+
+    def _skip(self, event: Any) -> None:
+        """Read past the node ``event`` starts, unbuilt: nothing in it is checked, located or
+        counted, but its anchors are defined (the composer defined them) for an alias further on,
+        and its aliases must name one."""
+        depth = 0
+        anchored: list[tuple[int, str, list[Any] | None]] = []
+        while True:
+            kind = type(event)
+            if kind is MappingStartEvent or kind is SequenceStartEvent:
+                depth += 1
+                if event.anchor is not None:
+                    anchored.append((depth, event.anchor, self._open_anchor(event)))
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                if anchored and anchored[-1][0] == depth:
+                    _, anchor, events = anchored.pop()
+                    self._close_anchor(anchor, events)
+                depth -= 1
+            elif kind is ScalarEvent and event.anchor is not None:
+                self._anchor_scalar(event)
+            elif kind is AliasEvent:
+                self._target(event)  # an undefined alias is the composer's error, built or not
+            if depth == 0:
+                return
+            event = self._next()
+
+    # -- values ---------------------------------------------------------------------------------
+
+    def _node(self, event: Any, path: Path) -> Any:
+        """The value of the node ``event`` starts (an alias: of the node it names), its position recorded."""
+        kind = type(event)
+        if kind is AliasEvent:
+            event = self._alias(event)
+            if event is None:
+                return None
+            kind = type(event)
+        mark = event.start_mark
+        if kind is ScalarEvent:
+            if self.full:
+                self.values[path] = (mark.line + 1, mark.column + 1)
+            elif len(path) <= 2 or _kept(path, event.value):
+                self.values[path] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
+            if event.anchor is not None:
+                self._anchor_scalar(event)
+            return self._scalar(event, path)
+        if self.full:
+            self.values[path] = (mark.line + 1, mark.column + 1)
+        elif len(path) <= 2 or (len(path) == 4 and path[2] == "dispatch"):  # `api: {...}`
+            self.values[path] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
+        return self._collection(event, path)
+
+    def _collection(self, event: Any, path: Path) -> Any:
+        if self._depth >= MAX_DEPTH:
+            if not self._too_deep:
+                self._too_deep = True
+                self._error(event, f"lists and mappings nested more than {MAX_DEPTH} levels deep")
+            self._skip(event)
+            return None
+        anchor = event.anchor
+        events = self._open_anchor(event) if anchor is not None else None
+        tag = event.tag
+        self._depth += 1
+        if type(event) is SequenceStartEvent:
+            if tag is not None and tag != "!" and tag != _SEQ:
+                self._error(event, f"unsupported YAML tag {tag!r}")
+            value: Any = self._sequence(path)
+        else:
+            if tag is not None and tag != "!" and tag != _MAP:
+                self._error(event, f"unsupported YAML tag {tag!r}")
+            value = self._mapping(path)
+        self._depth -= 1
+        if anchor is not None:
+            self._close_anchor(anchor, events)
+        return value
+
+    def _scalar(self, event: Any, path: Path) -> Any:
+        text = event.value
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = _resolve(text) if event.implicit[0] else _STR
         if tag == _STR:
-            return text
-        self.source.scalar_text[path] = text
+            return self._strings.setdefault(text, text) if len(text) <= _SHARED_LENGTH else text
+        self.scalar_text[path] = text
         try:
             if tag == _NULL:
                 if text not in ("", "~", "null", "Null", "NULL"):  # `!!null x`: not a guess
@@ -370,81 +692,176 @@ class _Builder:
             if tag == _FLOAT:
                 return _float(text)
         except _NotJson as exc:
-            self._error(node, str(exc))
+            self._error(event, str(exc))
             return text
         except ValueError:
-            self._error(node, f"{_short(text)!r} is not a valid {tag.rsplit(':', 1)[-1]}")
+            self._error(event, f"{_short(text)!r} is not a valid {tag.rsplit(':', 1)[-1]}")
             return text
-        self._error(node, f"unsupported YAML tag {tag!r} (only plain YAML values are allowed)")
+        self._error(event, f"unsupported YAML tag {tag!r} (only plain YAML values are allowed)")
         return text
 
-    def _sequence(self, node: SequenceNode, path: Path) -> list[Any]:
-        values = self.values
+    def _sequence(self, path: Path) -> list[Any]:
+        values, full, strings = self.values, self.full, self._strings
+        shallow = len(path) < 2  # its items are at most two levels down
+        fresh = not self._replay
         result: list[Any] = []
-        for index, item in enumerate(node.value):
-            item_path = path + (index,)
-            mark = item.start_mark
-            values[item_path] = (mark.line + 1, mark.column + 1)
-            if type(item) is not ScalarNode:
-                result.append(self._collection(item, item_path))
-            elif item.tag == _STR:
-                result.append(item.value)
+        index = 0
+        while True:
+            item = self._next()
+            kind = type(item)
+            if kind is ScalarEvent and item.anchor is None:
+                item_path = path + (index,)
+                text = item.value
+                mark = item.start_mark
+                if full:
+                    values[item_path] = (mark.line + 1, mark.column + 1)
+                elif shallow or _kept(item_path, text):
+                    values[item_path] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
+                if item.tag is None and (not item.implicit[0] or text[:1] not in _IMPLICIT):  # a string
+                    result.append(strings.setdefault(text, text) if len(text) <= _SHARED_LENGTH else text)
+                else:
+                    result.append(self._scalar(item, item_path))
+            elif kind is SequenceEndEvent:
+                if fresh:
+                    self._written += index
+                return result
             else:
-                result.append(self._scalar(item, item_path))
-        return result
+                result.append(self._node(item, path + (index,)))
+            index += 1
 
-    def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
-        values, keys = self.values, self.keys
+    def _mapping(self, path: Path) -> dict[str, Any]:
+        values, keys, full, strings = self.values, self.keys, self.full, self._strings
+        shallow = len(path) < 2  # its values are at most two levels down
+        fresh = not self._replay
         result: dict[str, Any] = {}
         merged: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if type(key_node) is not ScalarNode:
-                self._error(key_node, "a mapping key must be a plain string")
+        apart: list[tuple[list[str], tuple[dict[Path, Any], ...]]] = []  # see _merge_one
+        pairs = 0
+        while True:
+            key_event = self._next()
+            kind = type(key_event)
+            if kind is MappingEndEvent:
+                break
+            pairs += 1
+            if kind is not ScalarEvent or key_event.anchor is not None:
+                key_event = self._key(key_event)
+                if key_event is None:  # a list or a mapping: reported, its value not built
+                    self._skip(self._next())
+                    continue
+            key = key_event.value
+            tag = key_event.tag
+            if (tag is None and key == "<<" and key_event.implicit[0]) or tag == _MERGE:
+                self._merge(self._next(), path, merged, apart)
                 continue
-            if key_node.tag == _MERGE:
-                self._merge(value_node, path, merged)
-                continue
-            key = key_node.value
-            # `result` holds this mapping's own keys only (`keys` also has merged ones, which
-            # the mapping may override); the first line is looked up again, as errors are rare.
+            key = strings.setdefault(key, key)
+            value_event = self._next()
+            # `result` holds this mapping's own keys only (merged ones it may override). A sparse
+            # load records no key: one with a problem is loaded again in full, which words it.
             if key in result:
-                first = self._first_line(node, key)
-                self._error(key_node, f"duplicate key {key!r} (first defined on line {first})")
+                first = keys[path + (key,)][0] if full else 0
+                self._error(key_event, f"duplicate key {key!r} (first defined on line {first})")
+                self._skip(value_event)
                 continue
             key_path = path + (key,)
-            mark = key_node.start_mark
-            keys[key_path] = (mark.line + 1, mark.column + 1)
-            mark = value_node.start_mark
-            values[key_path] = (mark.line + 1, mark.column + 1)
-            if type(value_node) is not ScalarNode:
-                result[key] = self._collection(value_node, key_path)
-            elif value_node.tag == _STR:
-                result[key] = value_node.value
+            if full:
+                mark = key_event.start_mark
+                keys[key_path] = (mark.line + 1, mark.column + 1)
+            if type(value_event) is ScalarEvent and value_event.anchor is None:
+                text = value_event.value
+                mark = value_event.start_mark
+                if full:
+                    values[key_path] = (mark.line + 1, mark.column + 1)
+                elif shallow or _kept(key_path, text):
+                    values[key_path] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
+                if value_event.tag is None and (not value_event.implicit[0] or text[:1] not in _IMPLICIT):
+                    result[key] = strings.setdefault(text, text) if len(text) <= _SHARED_LENGTH else text
+                else:
+                    result[key] = self._scalar(value_event, key_path)
             else:
-                result[key] = self._scalar(value_node, key_path)
+                result[key] = self._node(value_event, key_path)
+        if fresh:
+            self._written += 2 * pairs
         if merged:
+            self._keep_merged_positions(path, apart, result)
             return {**merged, **result}
         return result
 
-    def _merge(self, node: Node, path: Path, merged: dict[str, Any]) -> None:
-        """Add the keys of the mapping(s) ``node`` names to ``merged``; the first wins."""
-        sources = node.value if type(node) is SequenceNode else [node]
-        for src in sources:
-            if type(src) is not MappingNode:
-                self._error(src, "'<<' merges only mappings")
-                continue
-            built = self.build(src, path)
-            if isinstance(built, dict):
-                for k, v in built.items():
-                    merged.setdefault(k, v)
+    def _key(self, event: Any) -> Any:
+        """The scalar event of a key that is an alias or has an anchor; None (reported) for a key
+        that is a list or a mapping (or an alias of one), which is read past."""
+        kind = type(event)
+        if kind is AliasEvent:
+            event = self._target(event)  # a scalar copies nothing: no replay
+            if type(event) is ScalarEvent:
+                return event
+            self._error(event, "a mapping key must be a plain string")
+            return None
+        if kind is ScalarEvent:
+            self._anchor_scalar(event)
+            return event
+        self._error(event, "a mapping key must be a plain string")
+        self._skip(event)
+        return None
 
-    @staticmethod
-    def _first_line(node: MappingNode, key: str) -> int:
-        """The line of the first definition of ``key`` in ``node`` (rare: errors only)."""
-        for key_node, _ in node.value:
-            if type(key_node) is ScalarNode and key_node.tag != _MERGE and key_node.value == key:
-                return key_node.start_mark.line + 1
-        raise AssertionError(key)  # pragma: no cover - the key was found before
+    def _merge(self, event: Any, path: Path, merged: dict[str, Any],
+               apart: list[tuple[list[str], tuple[dict[Path, Any], ...]]]) -> None:
+        """Add the keys of the mapping(s) a ``<<`` names to ``merged`` (the first wins) and their
+        positions to ``apart``. ``event`` starts its value: a mapping, a list of mappings, or an
+        alias of either."""
+        kind = type(event)
+        if kind is AliasEvent and type(self._target(event)) is SequenceStartEvent:
+            event = self._alias(event)
+            if event is None:
+                return
+            kind = SequenceStartEvent
+        if kind is not SequenceStartEvent:
+            self._merge_one(event, path, merged, apart)
+            return
+        anchor = event.anchor
+        events = self._open_anchor(event) if anchor is not None else None
+        while type(item := self._next()) is not SequenceEndEvent:
+            self._merge_one(item, path, merged, apart)
+        if anchor is not None:
+            self._close_anchor(anchor, events)
+
+    def _merge_one(self, event: Any, path: Path, merged: dict[str, Any],
+                   apart: list[tuple[list[str], tuple[dict[Path, Any], ...]]]) -> None:
+        """Merge one mapping. Its positions (and scalar texts) are recorded apart, with the keys
+        it adds (those no earlier merge has): :meth:`_keep_merged_positions` keeps those of the
+        keys the mapping does not set itself, so that positions say where each value of the
+        data is written, and the merging mapping's own position stays its own."""
+        kind = type(event)
+        if kind is AliasEvent:
+            target = self._target(event)
+            if type(target) is not MappingStartEvent:
+                self._error(target, "'<<' merges only mappings")
+                return
+        elif kind is not MappingStartEvent:
+            self._error(event, "'<<' merges only mappings")
+            self._skip(event)
+            return
+        tables = self.values, self.keys, self.scalar_text
+        self.values, self.keys, self.scalar_text = {}, {}, {}
+        built = self._node(event, path)
+        recorded = self.values, self.keys, self.scalar_text
+        self.values, self.keys, self.scalar_text = tables
+        if not isinstance(built, dict):
+            return
+        added = [k for k in built if k not in merged]
+        for k in added:
+            merged[k] = built[k]
+        apart.append((added, recorded))
+
+    def _keep_merged_positions(self, path: Path, apart: list[tuple[list[str], tuple[dict[Path, Any], ...]]],
+                               own: dict[str, Any]) -> None:
+        depth = len(path)
+        for added, recorded in apart:
+            keep = {k for k in added if k not in own}
+            if keep:
+                for table, positions in zip((self.values, self.keys, self.scalar_text), recorded, strict=True):
+                    for p, position in positions.items():
+                        if len(p) > depth and p[depth] in keep:
+                            table[p] = position
 
 
 def _explain_syntax_error(text: str, line: int, col: int, what: str) -> tuple[int, int, str]:
@@ -473,43 +890,29 @@ def _explain_syntax_error(text: str, line: int, col: int, what: str) -> tuple[in
     return line, col, what
 
 
-def _alias_of(text: str, anchored: Node | None) -> tuple[int, int, str | None]:
-    """(line, col, anchor) of the first alias of the anchor ``anchored`` stands at, or of the
-    first alias of the document. Parses the text again: only for an error."""
-    target = (anchored.start_mark.line, anchored.start_mark.column) if anchored is not None else None
+def _first_alias(text: str, anchor: str) -> tuple[int, int]:
+    """(line, col) of the first alias of ``anchor`` in ``text``. Parses the text again: only for an error."""
     parser = _ParserBase(text)
-    name: str | None = None
-    first: tuple[int, int, str | None] | None = None
     try:
-        while True:
-            event = parser.get_event()
-            if event is None or isinstance(event, yaml.StreamEndEvent):
-                break
-            anchor = getattr(event, "anchor", None)
-            if anchor is None:
-                continue
-            mark = event.start_mark
-            if isinstance(event, yaml.AliasEvent):
-                if anchor == name:
-                    return mark.line + 1, mark.column + 1, anchor
-                if first is None:
-                    first = (mark.line + 1, mark.column + 1, anchor)
-            elif (mark.line, mark.column) == target:
-                name = anchor
+        while type(event := parser.get_event()) is not StreamEndEvent:
+            if type(event) is AliasEvent and event.anchor == anchor:
+                return event.start_mark.line + 1, event.start_mark.column + 1
     finally:
         parser.dispose()
-    if first is not None:
-        return first
-    mark = anchored.start_mark if anchored is not None else None  # pragma: no cover - an alias was found
-    return (mark.line + 1, mark.column + 1, None) if mark else (1, 1, None)  # pragma: no cover
+    return 1, 1  # pragma: no cover - the anchor was copied by an alias
 
 
-def load_text(text: str, file: str) -> Document:
-    """Load one YAML document from ``text``; every problem raises :class:`LocatedErrors`."""
-    source = SourceMap(file)
-    composer = _Composer(text)
+def load_text(text: str, file: str, *, sparse: bool = False) -> Document:
+    """Load one YAML document from ``text``; every problem raises :class:`LocatedErrors`.
+
+    ``sparse`` records only the positions a run reports (:class:`SparseSourceMap`). A document
+    with a problem is then loaded again in full, so that each is worded as a full load words it.
+    """
+    source = SparseSourceMap(file) if sparse else SourceMap(file)
+    parser = _ParserBase(text)
+    builder = _Builder(source, parser.get_event, text, sparse=sparse)
     try:
-        node = composer.get_single_node()
+        data = builder.document()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -521,36 +924,37 @@ def load_text(text: str, file: str) -> Document:
         raise LocatedErrors([Problem(file, line, col, f"YAML syntax error: {what}")]) from None
     except yaml.YAMLError as exc:
         raise LocatedErrors([Problem(file, 1, 1, f"YAML error: {exc}")]) from None
-    except RecursionError:  # pragma: no cover - the pure-Python composer (libyaml stops at 1,000 levels)
+    except RecursionError:  # pragma: no cover - building recurses about three calls a level (MAX_DEPTH)
         raise LocatedErrors([Problem(file, 1, 1, "YAML error: nested too deeply")]) from None
-    finally:
-        composer.dispose()
-    if node is None:
-        return Document(None, source, text)
-    builder = _Builder(source, node)
-    try:
-        data = builder.build(node, ())
     except _TooLarge as exc:
-        line, col, anchor = _alias_of(text, exc.node)
-        copies = f" (each *{anchor} copies all of &{anchor})" if anchor else ""
+        line, col = _first_alias(text, exc.anchor)
         raise LocatedErrors([Problem(file, line, col, (
             f"YAML aliases expand this document past {exc.limit:,} values, from {exc.parsed:,} written "
-            f"out{copies}: refused, as a 'billion laughs' would exhaust memory; write the values out "
-            "instead of aliasing aliases"))]) from None
+            f"out (each *{exc.anchor} copies all of &{exc.anchor}): refused, as a 'billion laughs' would "
+            "exhaust memory; write the values out instead of aliasing aliases"))]) from None
+    finally:
+        parser.dispose()
     if builder.problems:
+        if sparse:
+            return load_text(text, file)  # raises them
         raise LocatedErrors(builder.problems)
     return Document(data, source, text)
 
 
-def load_file(path: str) -> Document:
-    """Read and load ``path``; an unreadable file is a located error at 1:1."""
+def _read(path: str) -> str:
+    """The text of ``path``; an unreadable file is a located error at 1:1."""
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            return fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise LocatedErrors([Problem(path, 1, 1, f"cannot read file: {reason}")]) from None
-    return load_text(text, path)
+
+
+def load_file(path: str, *, sparse: bool = False) -> Document:
+    """Read and load ``path`` (``sparse``: see :func:`load_text`); an unreadable file is a located
+    error at 1:1."""
+    return load_text(_read(path), path, sparse=sparse)
 
 
 def parse_scalar(text: str, origin: str) -> Any:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from engine.conformance import SchemaChecker
 from engine.errors import LocatedErrors, Problem
-from engine.loader import Document, Path, SourceMap, load_file
+from engine.loader import Document, Path, SourceMap, SparseSourceMap, load_file, load_text
 from engine.model import STEP_ATTRIBUTES, ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
 from engine.providers.registry import BUILTIN, TypeInfo, known_types, type_info
 from engine.schemas import validator
@@ -702,7 +702,7 @@ class _Linter:
 
     def plain(self, path: Path) -> bool:
         """Whether the scalar at ``path`` was written without quotes."""
-        pos = self.source.values.get(path)
+        pos = self.source.recorded(path)  # a sparse load records it for the words looked at here
         if pos is None:
             return False
         if self._lines is None:
@@ -820,18 +820,41 @@ def check_file(path: str, templates: Templates | None = None, *,
 
 @_gc_paused
 def load_checked(path: str, templates: Templates, *, provided_vars: Iterable[str] = (),
-                 strict: bool = False, cli_vars: Iterable[str] = ()) -> tuple[Runbook, list[Problem]]:
+                 strict: bool = False, cli_vars: Iterable[str] = (),
+                 sparse: bool = False) -> tuple[Runbook, list[Problem]]:
     """Load, validate and build ``path``; return the runbook and the warnings.
 
     Errors raise :class:`LocatedErrors` (with the warnings, so nothing is lost). ``run`` and
     ``plan`` pass ``strict`` and the ``--var`` names, because they know every variable.
+
+    ``run`` passes ``sparse``: its runbook keeps only the positions a run reports
+    (:class:`~engine.loader.SparseSourceMap`; the full map of a long runbook costs more memory
+    than the runbook). The checks look at that load; only if they find anything are they made
+    again on a full load of the same text, so that every problem is located and worded as ever.
     """
-    doc = load_file(path)
-    problems = validate_document(doc, templates) + lint_document(
-        doc, templates, provided_vars, strict=strict, cli_vars=cli_vars)
+    doc = load_file(path, sparse=sparse)
+    problems = _checked(doc, templates, provided_vars, strict=strict, cli_vars=cli_vars)
+    if problems and sparse:
+        problems = _checked(load_text(doc.text, path), templates, provided_vars, strict=strict,
+                            cli_vars=cli_vars)
     if any(p.severity == "error" for p in problems):
         raise LocatedErrors(problems)
-    return build_runbook(doc, path), sorted(problems)
+    return _built(doc, path), sorted(problems)
+
+
+def _checked(doc: Document, templates: Templates, provided_vars: Iterable[str], *, strict: bool,
+             cli_vars: Iterable[str]) -> list[Problem]:
+    return validate_document(doc, templates) + lint_document(
+        doc, templates, provided_vars, strict=strict, cli_vars=cli_vars)
+
+
+def _built(doc: Document, path: str) -> Runbook:
+    """:func:`build_runbook`, its sparse source map readied for the run (exact positions read
+    from the file again while it holds the text that was run)."""
+    runbook = build_runbook(doc, path)
+    if isinstance(runbook.source, SparseSourceMap):
+        runbook.source.for_run(runbook.sha256)
+    return runbook
 
 
 _NO_RETRY = RetryPolicy()
@@ -909,8 +932,8 @@ def build_runbook(doc: Document, path: str) -> Runbook:
 def load_runbook(path: str, templates: Templates | None = None) -> tuple[Runbook, Templates]:
     """Load, validate and build ``path``; raise :class:`LocatedErrors` with every problem."""
     templates = templates or Templates()
-    doc = load_file(path)
+    doc = load_file(path, sparse=True)  # see load_checked
     problems = validate_document(doc, templates)
     if problems:
-        raise LocatedErrors(problems)
-    return build_runbook(doc, path), templates
+        raise LocatedErrors(validate_document(load_text(doc.text, path), templates))
+    return _built(doc, path), templates

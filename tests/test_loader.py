@@ -376,3 +376,158 @@ def test_keys_that_are_collections_are_located_errors() -> None:
         "f.yml:3:1: a mapping key must be a plain string",
         "f.yml:4:3: a mapping key must be a plain string",
     ]
+
+
+# --- built from events: what the node tree gave, without it --------------------------------------
+
+
+def test_anchors_inside_nodes_that_are_not_built_are_still_defined() -> None:
+    """The value of a duplicate key, a key that is a collection, a list nested too deep: never
+    built, but an alias further on copies an anchor defined inside them, as the composer allowed."""
+    with pytest.raises(LocatedErrors) as info:
+        load_text("d: 1\nd: &w [1]\nv: *w\nk: {? [&z a] : 1}\nb: *z\n", "f.yml")
+    assert [str(p) for p in info.value.problems] == [
+        "f.yml:2:1: duplicate key 'd' (first defined on line 1)",
+        "f.yml:4:7: a mapping key must be a plain string",
+    ]
+    with pytest.raises(LocatedErrors, match="undefined alias"):  # and an alias in them must name one
+        load_text("d: 1\nd: *nowhere\n", "f.yml")
+
+
+def test_a_duplicate_key_names_the_line_of_the_mappings_own_key_across_merges() -> None:
+    with pytest.raises(LocatedErrors) as info:
+        load_text("b: &b {y: 9}\nm:\n  y: 1\n  <<: *b\n  y: 2\n", "f.yml")
+    assert [str(p) for p in info.value.problems] == ["f.yml:5:3: duplicate key 'y' (first defined on line 3)"]
+
+
+def test_aliases_of_aliases_are_copied_once_each() -> None:
+    doc = load_text("a: &a [x]\nb: &b [*a, *a]\nc: *b\nm: &m {}\nn: *m\ne: &e []\nf: [*e]\n", "f.yml")
+    assert doc.data == {"a": ["x"], "b": [["x"], ["x"]], "c": [["x"], ["x"]], "m": {}, "n": {}, "e": [],
+                        "f": [[]]}
+    assert doc.source.values[("c", 1, 0)] == (1, 8)  # where the copied value is written
+
+
+def test_repeated_short_strings_are_one_object() -> None:
+    doc = load_text("steps:\n- {id: a, provider: crm}\n- {id: b, provider: crm}\n", "f.yml")
+    first, second = doc.data["steps"]
+    assert first["provider"] is second["provider"]
+    assert next(iter(first)) is next(iter(second))  # the key "id"
+
+
+# --- sparse loads: the positions a run reports -----------------------------------------------------
+
+_SPARSE = """\
+version: 1
+name: sparse
+vars: {flag: yes, quoted: 'no', n: 012, deep: {a: {b: on}}}
+defaults: &d {provider: membrane, timeout: 30s}
+steps:
+  - id: a
+    <<: *d
+    dispatch: {key: "k-{{ vars.n }}"}
+    input: {x: plain, t: "{{ vars.n }}", l: [1, "{{ vars.n }}"]}
+    when: "vars.n > 1"
+    assert: ["steps.a.status == 'succeeded'", "{{ true }}"]
+  - id: b
+    provider: crm
+    dispatch: {api: {path: /x}}
+"""
+
+
+def test_a_sparse_load_keeps_the_positions_a_run_reports() -> None:
+    from engine.loader import SparseSourceMap
+
+    full, sparse = load_text(_SPARSE, "f.yml"), load_text(_SPARSE, "f.yml", sparse=True)
+    assert sparse.data == full.data and isinstance(sparse.source, SparseSourceMap)
+    kept = {path for path in full.source.values if sparse.source.recorded(path) is not None}
+    assert kept == {
+        (), ("version",), ("name",), ("vars",), ("vars", "flag"), ("vars", "quoted"), ("vars", "n"),
+        ("vars", "deep"), ("vars", "deep", "a", "b"),  # YAML 1.1 words, for the linter
+        ("defaults",), ("defaults", "provider"), ("defaults", "timeout"), ("steps",), ("steps", 0),
+        ("steps", 0, "provider"), ("steps", 0, "dispatch", "key"), ("steps", 0, "input", "t"),
+        ("steps", 0, "input", "l", 1), ("steps", 0, "when"), ("steps", 0, "assert", 0),
+        ("steps", 0, "assert", 1), ("steps", 1), ("steps", 1, "provider"), ("steps", 1, "dispatch", "api"),
+    }
+    for path in kept:  # exactly where a full load has them
+        assert sparse.source.recorded(path) == full.source.values[path] == sparse.source.position(path)
+    assert sparse.source.keys == {} and sparse.source.scalar_text == full.source.scalar_text
+    assert all(type(v) is int for v in sparse.source.values.values())  # packed
+
+
+def test_a_sparse_load_with_a_problem_words_it_as_a_full_load() -> None:
+    text = "a:\n  b: 1\n  b: 2\nc: !!int x\n"
+    with pytest.raises(LocatedErrors) as full:
+        load_text(text, "f.yml")
+    with pytest.raises(LocatedErrors) as sparse:
+        load_text(text, "f.yml", sparse=True)
+    assert [str(p) for p in sparse.value.problems] == [str(p) for p in full.value.problems] == [
+        "f.yml:3:3: duplicate key 'b' (first defined on line 2)", "f.yml:4:4: 'x' is not a valid int"]
+
+
+def test_the_linters_words_are_the_ones_a_sparse_load_keeps() -> None:
+    from engine.loader import _YAML11_WORDS
+    from engine.validation import YAML11_BOOLEANS
+
+    assert _YAML11_WORDS == YAML11_BOOLEANS and max(len(w) for w in YAML11_BOOLEANS) <= 3
+
+
+def test_a_sparse_map_reads_what_it_did_not_keep_from_the_file_once(tmp_path, monkeypatch) -> None:
+    import hashlib
+
+    from engine import loader
+
+    path = tmp_path / "f.yml"
+    path.write_text(_SPARSE, encoding="utf-8")
+    source = loader.load_file(str(path), sparse=True).source
+    full = loader.load_file(str(path)).source
+    reads: list[str] = []
+    real_read = loader._read
+    monkeypatch.setattr(loader, "_read", lambda p: reads.append(p) or real_read(p))
+    # before the run is armed: the nearest recorded parent, nothing read (validation's first look)
+    assert source.locate(("steps", 0, "input", "x")) == (*full.values[("steps", 0)], "")
+    source.for_run(hashlib.sha256(_SPARSE.encode("utf-8")).hexdigest())
+    assert source.scalar_text == {}
+    assert source.locate(("steps", 0, "when")) == (*full.values[("steps", 0, "when")], "")
+    assert reads == []  # recorded: no read
+    for where in [("steps", 0, "input", "x"), ("steps", 0, "id"), ("vars", "deep", "a")]:
+        assert source.locate(where) == (*full.values[where], "")
+    assert source.position(("steps", 0, "id"), key=True) == full.keys[("steps", 0, "id")]
+    assert source.problem(("steps", 0, "input", "x"), "m") == full.problem(("steps", 0, "input", "x"), "m")
+    assert reads == [str(path)]  # once
+
+
+def test_a_sparse_map_says_so_when_the_file_changed(tmp_path) -> None:
+    import hashlib
+
+    from engine.loader import load_file
+
+    path = tmp_path / "f.yml"
+    path.write_text(_SPARSE, encoding="utf-8")
+    source = load_file(str(path), sparse=True).source
+    source.for_run(hashlib.sha256(_SPARSE.encode("utf-8")).hexdigest())
+    path.write_text("# a line more\n" + _SPARSE, encoding="utf-8")  # every line moved down
+    assert source.locate(("steps", 0, "dispatch", "key")) == (8, 21, "")  # recorded: still exact
+    line, col, note = source.locate(("steps", 0, "input", "x"))
+    assert (line, col) == (6, 5)  # steps[0], as it stood in the text that was run
+    assert note == f" (approximate: {path} has changed since the run read it, so this is where steps[0] starts)"
+    assert source.problem(("steps", 0, "input", "x"), "m").message == "m" + note
+    path.unlink()  # gone: the same, never a wrong line
+    assert source.locate(("outputs", "x")) == (1, 1, f" (approximate: {path} has changed since the run read "
+                                                      "it, so this is where the document starts)")
+
+
+def test_a_merging_mapping_keeps_its_own_positions_and_merged_keys_theirs() -> None:
+    """Values and positions agree: the mapping's own keys win, then the first merge that has a key."""
+    text = ("a: &a {x: 1, n: 5, k: {p: 1}}\nb: &b {x: 2, z: 2}\n"
+            "m:\n  n: 012\n  <<: [*a, *b]\n  k: {q: 2}\n")
+    for sparse in (False, True):
+        doc = load_text(text, "f.yml", sparse=sparse)
+        assert doc.data["m"] == {"x": 1, "n": 12, "k": {"q": 2}, "z": 2}
+        where = doc.source.position
+        assert where(("m",)) == (4, 3)  # where m is written, not where &a is
+        assert where(("m", "n")) == (4, 6) and where(("m", "k")) == (6, 6)  # its own keys
+        assert where(("m", "x")) == (1, 11) and where(("m", "z")) == (2, 17)  # the first merge that has it
+        assert doc.source.scalar_text[("m", "n")] == "012"  # the text of the value kept, for the linter
+    full = load_text(text, "f.yml").source
+    assert full.keys[("m", "n")] == (4, 3) and full.keys[("m", "x")] == (1, 8)
+    assert ("m", "k", "p") not in full.values  # &a's k lost to m's own

@@ -108,7 +108,7 @@ def run(
     try:
         given = resolve_vars({}, vars_files, var_pairs)
         runbook, warnings = load_checked(file, templates, provided_vars=given, strict=True,
-                                         cli_vars=cli_var_names(var_pairs))
+                                         cli_vars=cli_var_names(var_pairs), sparse=True)
     finally:
         repository = git.result()
     for warning in warnings:
@@ -124,6 +124,7 @@ def run(
             check_writable(report_path, option)
     lines = stderr if json_output else stdout
     with prepared_run(runbook, templates, variables, run_info, emulate) as prepared:
+        templates.forget_lookups()  # every template was checked: a long run renders each once
         with _bugs_redacted(prepared.redactor):
             for notice in prepared.notices:
                 stderr.write(notice + "\n")
