@@ -9,6 +9,7 @@ bug is one line and exit 3 (the traceback with ``--debug``); Ctrl-C is 130.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from collections.abc import Callable
 
@@ -224,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     from engine.errors import InternalError, RunbookError
 
     args, debug = _hoist_debug(list(sys.argv[1:] if argv is None else argv))
+    # SIGTERM (a CI runner cancelling a job) interrupts like Ctrl-C: the step in flight is
+    # recorded as interrupted, finally steps run, exit 130 (`runbook emulate` just stops).
+    old_handler = signal.signal(signal.SIGTERM, _interrupt) if _in_main_thread() else None
     try:
         result = cli.main(args=args, prog_name="runbook", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -243,5 +247,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # anything else is a bug in the engine
         _report_internal(exc, debug)
         return 3
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
     return result if isinstance(result, int) else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 

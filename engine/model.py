@@ -18,6 +18,7 @@ __all__ = [
     "Step",
     "Runbook",
     "Status",
+    "EXIT_CODES",
     "Attempt",
     "StepError",
     "StepResult",
@@ -113,6 +114,10 @@ class Status(str, enum.Enum):
     INTERRUPTED = "interrupted"
     NOT_RUN = "not_run"
     RUNNING = "running"
+
+
+#: The exit code of a run (or a replay) that got as far as its steps (SPEC §5).
+EXIT_CODES = {Status.SUCCEEDED: 0, Status.FAILED: 1, Status.INTERRUPTED: 130}
 
 
 class Attempt(NamedTuple):

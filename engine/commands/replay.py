@@ -10,16 +10,16 @@ from typing import Any, TextIO
 
 from engine.errors import ManifestError, RunbookError
 from engine.manifest import git_info, header, read_manifest
-from engine.model import Status
+from engine.model import EXIT_CODES, Status
 from engine.providers.base import ProviderError
 from engine.recording import Recording
 from engine.runner import Runner
+from engine.session import default_manifest_path, new_run_info, prepared_run
 from engine.templating import REDACTED, Templates
 from engine.validation import load_runbook
 
 __all__ = ["replay"]
 
-_EXIT = {Status.SUCCEEDED: 0, Status.FAILED: 1, Status.INTERRUPTED: 130}
 
 
 def _redacted(value: Any) -> bool:
@@ -44,8 +44,6 @@ def replay(
     stderr: TextIO = sys.stderr,
 ) -> int:
     """Re-send recorded requests (all, or ``step_ids``) and write a new manifest."""
-    from engine.commands.run import default_manifest_path, new_run_info, prepared_run
-
     previous = read_manifest(manifest_path)
     runbook_path = previous["runbook"]["path"]
     if not os.path.isfile(runbook_path):
@@ -107,4 +105,4 @@ def replay(
     final = recording.finish(status, {}, None)
     if json_output:
         stdout.write(json.dumps(final, ensure_ascii=False, indent=2, default=str) + "\n")
-    return _EXIT[status]
+    return EXIT_CODES[status]

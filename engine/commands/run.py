@@ -5,27 +5,23 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
-import signal
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from engine.errors import InternalError, ManifestError, RunbookError
 from engine.files import check_writable
-from engine.manifest import GitProbe, header, new_run_id, now_rfc3339, read_manifest
-from engine.model import Runbook, Status
-from engine.preflight import Prepared, preflight
+from engine.manifest import GitProbe, header, read_manifest
+from engine.model import EXIT_CODES
 from engine.recording import Recording
 from engine.redaction import Redactor
 from engine.runner import Runner
+from engine.session import default_manifest_path, new_run_info, prepared_run
 from engine.templating import Templates
 from engine.validation import load_checked
 from engine.vars import cli_var_names, resolve_vars
 
-__all__ = ["run", "EXIT_CODES", "default_manifest_path", "new_run_info", "prepared_run"]
-
-EXIT_CODES = {Status.SUCCEEDED: 0, Status.FAILED: 1, Status.INTERRUPTED: 130}
+__all__ = ["run"]
 
 
 def _previous_run(path: str, name: str) -> dict[str, Any]:
@@ -38,48 +34,6 @@ def _previous_run(path: str, name: str) -> dict[str, Any]:
             f"not {name!r}: --resume takes a manifest of the same runbook"
         )
     return previous
-
-
-def default_manifest_path(run_id: str) -> str:
-    """``.runbook/runs/<run id>.json`` under the current directory."""
-    return os.path.join(".runbook", "runs", f"{run_id}.json")
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def new_run_info() -> dict[str, Any]:
-    """The ``run`` context of templates: a new id and the start time."""
-    return {"id": new_run_id(), "started_at": now_rfc3339(), "dry_run": False}
-
-
-@contextlib.contextmanager
-def prepared_run(runbook: Runbook, templates: Templates, variables: dict[str, Any],
-                 run_info: dict[str, Any], emulate: bool) -> Iterator[Prepared]:
-    """The emulator (with ``--emulate``) and the checked providers, for the length of a run.
-
-    Inside, SIGTERM (a CI runner cancelling a job) interrupts like Ctrl-C; on the way out
-    every provider's connections are closed and the emulator stopped.
-    """
-    emulator = None
-    if emulate:
-        from engine import emulator as emulator_mod
-
-        emulator = emulator_mod.start("127.0.0.1", 0)
-    try:
-        prepared = preflight(runbook, templates, vars=variables, environ=os.environ,
-                             run_info=run_info, emulator_url=emulator.url if emulator else None)
-        old = signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
-            yield prepared
-        finally:
-            signal.signal(signal.SIGTERM, old)
-            for provider in prepared.providers.values():
-                provider.close()
-    finally:
-        if emulator is not None:
-            emulator.stop()
 
 
 def run(
