@@ -27,6 +27,7 @@ from engine.templating import (
     KEPT_GLOBALS,
     TemplateError,
     Templates,
+    field_name,
     is_template,
     iter_templates,
     unsafe_attribute,
@@ -136,9 +137,7 @@ def label(data: Any, path: Path) -> str:
         if isinstance(sid, str) and sid:
             head += f" ({sid})"
         rest = list(path[2:])
-    tail = ""
-    for part in rest:
-        tail += f"[{part}]" if isinstance(part, int) else (f".{part}" if tail else str(part))
+    tail = field_name(tuple(rest))
     return f"{head} {tail}".strip() if head else tail
 
 

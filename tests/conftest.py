@@ -72,6 +72,33 @@ def install_plugin(tmp_path: Path, module: str, source: str, entry_points: dict[
     return env
 
 
+#: A provider plugin whose send() is buggy: it raises, quoting its ``key`` input reversed.
+CRASH_PLUGIN = '''
+class CrashProvider:
+    type_name = "crash"
+    styles = ("id",)
+    config_schema = {"type": "object"}
+    options_schema = {"type": "object"}
+
+    def __init__(self, name, config, *, env, redactor):
+        pass
+
+    def request_body(self, call):
+        return {"id": call.target}
+
+    def send(self, call, timeout):
+        raise RuntimeError("plugin bug holding " + str((call.input or {}).get("key", ""))[::-1])
+
+    def close(self):
+        pass
+'''
+
+
+def install_crash_plugin(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """An environment with the ``crash`` provider type of :data:`CRASH_PLUGIN` installed."""
+    return install_plugin(tmp_path, "crashplugin", CRASH_PLUGIN, {"crash": "crashplugin:CrashProvider"}, **extra)
+
+
 def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
             timeout: float = 60, manifest: bool = True) -> CliResult:
     """Run ``python -m engine ARGS`` in ``cwd``; ``run`` and ``replay`` write cwd/manifest.json."""

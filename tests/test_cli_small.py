@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import _hoist_debug
-from tests.conftest import install_plugin, run_cli
+from tests.conftest import install_crash_plugin, run_cli
 
 OK = """\
 version: 1
@@ -18,30 +18,6 @@ steps:
 """
 
 BAD = OK.replace("dispatch: {id: x}}", "dispatch: {id: x}, tiemout: 3}")
-
-CRASH_PLUGIN = '''
-from engine.providers.base import ActionResult
-
-
-class CrashProvider:
-    type_name = "crash"
-    styles = ("id",)
-    config_schema = {"type": "object"}
-    options_schema = {"type": "object"}
-
-    def __init__(self, name, config, *, env, redactor):
-        pass
-
-    def request_body(self, call):
-        return {"id": call.target}
-
-    def send(self, call, timeout):
-        raise RuntimeError("plugin bug")
-
-    def close(self):
-        pass
-'''
-
 
 @pytest.mark.parametrize("name", ["ok.yml", "bad.yml"])
 def test_debug_after_validate_changes_nothing_but_where_it_is_written(write, tmp_path: Path, name: str) -> None:
@@ -63,7 +39,7 @@ def test_debug_after_run_is_accepted(write, tmp_path: Path) -> None:
 
 
 def test_debug_after_run_shows_the_traceback_of_a_bug(tmp_path: Path) -> None:
-    env = install_plugin(tmp_path, "crashplugin", CRASH_PLUGIN, {"crash": "crashplugin:CrashProvider"})
+    env = install_crash_plugin(tmp_path)
     (tmp_path / "crash.yml").write_text(textwrap.dedent("""\
         version: 1
         name: crash

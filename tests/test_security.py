@@ -17,7 +17,7 @@ import pytest
 
 from engine.files import atomic_write
 from engine.redaction import Redactor
-from tests.conftest import ROOT, base_env, install_plugin, run_cli
+from tests.conftest import ROOT, base_env, install_crash_plugin, run_cli
 
 TLS_DIR = ROOT / "tests" / "data" / "tls"
 
@@ -263,30 +263,8 @@ def test_an_error_of_a_template_that_reads_secrets_is_withheld(write, tmp_path: 
     assert "details are withheld: this template reads secrets" in result.step("a")["error"]["message"]
 
 
-CRASH_PLUGIN = '''
-class CrashProvider:
-    type_name = "crash"
-    styles = ("id",)
-    config_schema = {"type": "object"}
-    options_schema = {"type": "object"}
-
-    def __init__(self, name, config, *, env, redactor):
-        pass
-
-    def request_body(self, call):
-        return {"id": call.target}
-
-    def send(self, call, timeout):
-        raise RuntimeError("plugin bug holding " + call.input["key"][::-1])
-
-    def close(self):
-        pass
-'''
-
-
 def test_an_internal_error_prints_no_secret(tmp_path: Path) -> None:
-    env = install_plugin(tmp_path, "crashplugin", CRASH_PLUGIN, {"crash": "crashplugin:CrashProvider"},
-                         LONG=SECRET)
+    env = install_crash_plugin(tmp_path, LONG=SECRET)
     (tmp_path / "crash.yml").write_text(textwrap.dedent("""\
         version: 1
         name: crash

@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urlsplit
 from engine.errors import Problem
 from engine.model import Runbook, Step
 from engine.preflight import secret_references
-from engine.templating import REDACTED, Templates, is_template, iter_templates, truthy
+from engine.templating import REDACTED, Templates, field_name, is_template, iter_templates, truthy
 from engine.validation import load_checked
 from engine.vars import cli_var_names, resolve_vars
 
@@ -272,10 +272,7 @@ def _describe(exc: Exception) -> str:
 
 
 def _where(path: tuple) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "runbook"
+    return field_name(path) or "runbook"
 
 
 def _expression_text(source: str) -> str:
