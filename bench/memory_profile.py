@@ -298,9 +298,16 @@ def composed_tree_bytes(path: str) -> int | None:
         return None
     from engine import loader
 
+    class Composer(loader._ParserBase, loader._Core12Resolver):  # type: ignore[misc, valid-type]
+        """PyYAML's node tree, composed the way the loader did before it built from events."""
+
+        def __init__(self, stream: str) -> None:
+            loader._ParserBase.__init__(self, stream)
+            loader._Core12Resolver.__init__(self)
+
     text = Path(path).read_text(encoding="utf-8")
     before = tracemalloc.get_traced_memory()[0]
-    composer = loader._Composer(text)
+    composer = Composer(text)
     node = composer.get_single_node()
     held = tracemalloc.get_traced_memory()[0] - before
     composer.dispose()

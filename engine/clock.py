@@ -7,16 +7,12 @@ import time
 
 __all__ = ["Clock", "SYSTEM_CLOCK", "now_rfc3339"]
 
-_SECOND: list[object] = [None, ""]  # the last whole second formatted, and its text
-
 
 def now_rfc3339() -> str:
     """The current UTC time, RFC 3339 with milliseconds (``2026-11-23T09:35:12.345Z``)."""
     now = time.time()
     second = int(now)
-    if second != _SECOND[0]:  # a step takes milliseconds: format the date once a second
-        _SECOND[:] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_SECOND[1]}.{int((now - second) * 1000):03d}Z"
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(second))}.{int((now - second) * 1000):03d}Z"
 
 
 class Clock:

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from engine.model import Runbook, Status, Step, StepResult
+from engine.model import Runbook, Status, Step, StepError, StepResult
 
-__all__ = ["Conductor", "Work"]
+__all__ = ["Conductor", "FanOut", "Work"]
 
 
 class Work(NamedTuple):
@@ -50,7 +50,8 @@ class Conductor:
         self._reusable: dict[str, Mapping[str, Any]] = {
             record["id"]: record
             for record in (previous or {}).get("steps", [])
-            if record.get("status") == "succeeded" and record.get("request_sha256")
+            if (record.get("status") == "succeeded" and record.get("request_sha256"))
+            or record.get("items")  # a fan-out: its items are reused one by one (see FanOut)
         }
         self._reused_run = (previous or {}).get("run", {}).get("id")
 
@@ -143,3 +144,114 @@ class Conductor:
         conductor._reusable = dict(state["reusable"])
         conductor._reused_run = state["reused_run"]
         return conductor
+
+
+class FanOut:
+    """The items of one ``for_each`` step (SPEC §9): which start next, and what the step comes to.
+
+    Like the conductor it does no I/O: the caller starts the items :meth:`ready` names (at
+    most ``concurrency`` in flight), reports each one finished (:meth:`record`) and asks again
+    until :meth:`done`. After a failed item a ``fail_fast`` step starts no more; the items never
+    started are ``not_run``. :meth:`interrupt` ends it (Ctrl-C): the items in flight are recorded
+    interrupted by the caller, the rest ``not_run``. Only each item's context is kept (its record
+    went to the journal), so a fan-out of many items keeps little per item.
+    """
+
+    def __init__(self, step: Step, count: int, previous: Mapping[str, Any] | None = None) -> None:
+        self.step = step
+        self.count = count
+        self.contexts: list[dict[str, Any] | None] = [None] * count
+        self.statuses: list[Status] = [Status.NOT_RUN] * count
+        self.in_flight: set[int] = set()
+        self.next_index = 0
+        self.failed = 0
+        self.first_failure: tuple[int, dict[str, Any]] | None = None
+        self.stopping = False
+        self.interrupted = False
+        self._previous: dict[int, Mapping[str, Any]] = {}
+        reused_run = (previous or {}).get("reused_from")  # the run whose records these are
+        for record in (previous or {}).get("items") or []:
+            index = record.get("index")
+            if (isinstance(index, int) and 0 <= index < count and record.get("status") == "succeeded"
+                    and record.get("request_sha256")):
+                self._previous[index] = {**record, "reused_from": record.get("reused_from") or reused_run}
+
+    def ready(self) -> list[int]:
+        """The items to start now (and counts them in flight)."""
+        started: list[int] = []
+        while (not self.stopping and self.next_index < self.count
+               and len(self.in_flight) < self.step.concurrency):
+            started.append(self.next_index)
+            self.in_flight.add(self.next_index)
+            self.next_index += 1
+        return started
+
+    def previous(self, index: int) -> Mapping[str, Any] | None:
+        """What a resumed run recorded for item ``index``, when it succeeded (``--resume``)."""
+        return self._previous.get(index)
+
+    def record(self, index: int, status: Status, context: dict[str, Any]) -> None:
+        """Take item ``index``'s outcome: its status and ``steps.<id>.items[index]``."""
+        if index not in self.in_flight:
+            raise ValueError(f"item {index} of step {self.step.id!r} is not in flight")
+        self.in_flight.discard(index)
+        self.statuses[index] = status
+        self.contexts[index] = context
+        if status is Status.FAILED:
+            self.failed += 1
+            if self.first_failure is None or index < self.first_failure[0]:
+                self.first_failure = (index, context)
+            if self.step.fail_fast:
+                self.stopping = True
+        elif status is Status.INTERRUPTED:
+            self.interrupted = self.stopping = True
+
+    def interrupt(self) -> list[int]:
+        """Start nothing more; return the items in flight (the caller records them interrupted)."""
+        self.stopping = self.interrupted = True
+        return sorted(self.in_flight)
+
+    def done(self) -> bool:
+        """Whether every item is finished or will never start."""
+        return not self.in_flight and (self.stopping or self.next_index >= self.count)
+
+    def status(self) -> Status:
+        """The step's status: interrupted, failed when an item failed, else succeeded."""
+        if self.interrupted:
+            return Status.INTERRUPTED
+        return Status.FAILED if self.failed else Status.SUCCEEDED
+
+    def item_contexts(self) -> list[dict[str, Any]]:
+        """``steps.<id>.items``: every item's context, ``not_run`` for those never started."""
+        return [c if c is not None else {"status": Status.NOT_RUN.value, "output": None, "exports": {},
+                                         "run_id": None, "error": None}
+                for c in self.contexts]
+
+    def counts(self) -> dict[str, int]:
+        """How many items came to each status (for progress lines and the step's error)."""
+        out: dict[str, int] = {}
+        for status in self.statuses:
+            out[status.value] = out.get(status.value, 0) + 1
+        return out
+
+    def result(self, started_at: str | None, finished_at: str | None, duration_ms: int) -> StepResult:
+        """The step's result: ``output`` is the items' outputs in item order (null for an item
+        that did not succeed), ``items`` their contexts, ``error`` says how many failed and why
+        the first did."""
+        result = StepResult(self.step, self.status(), started_at=started_at)
+        result.finished_at, result.duration_ms = finished_at, duration_ms
+        result.items = self.item_contexts()
+        result.output = [c["output"] if c["status"] == Status.SUCCEEDED.value else None for c in result.items]
+        if self.first_failure is not None:
+            index, context = self.first_failure
+            error = context["error"] or {}
+            result.error = StepError(
+                type=error.get("type", "internal"),
+                message=f"{self.failed} of {self.count} items failed; item {index}: {error.get('message')}",
+                http_status=error.get("http_status"),
+                attribution=error.get("attribution"),
+                location=error.get("location"),
+            )
+        elif self.interrupted:
+            result.error = StepError("interrupted", "interrupted while items were in flight")
+        return result

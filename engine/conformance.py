@@ -1,13 +1,12 @@
 """A quick yes/no check of JSON Schema conformance, so valid input never waits for jsonschema.
 
 Importing jsonschema costs 50-100 ms, more than the rest of ``runbook validate``
-on a small file. Most input is valid, so :class:`SchemaChecker` first asks
-:func:`conforms`, which compiles the keywords our schemas use into closures
-(once per schema object), and builds a jsonschema validator only when the
-answer is not a plain yes: to locate and word the problems, or for a keyword
-it does not know. It must never say yes where jsonschema says no;
-``tests/test_conformance.py`` compares the two on every example and on
-thousands of mutated documents.
+on a small file. Most input is valid, so a checker (:class:`engine.schemas.SchemaChecker`)
+first asks the :func:`predicate` of its schema, which compiles the keywords our schemas
+use into closures, and builds a jsonschema validator only when the answer is not a plain
+yes: to locate and word the problems, or for a keyword it does not know. It must never
+say yes where jsonschema says no; ``tests/test_conformance.py`` compares the two on every
+example and on thousands of mutated documents.
 """
 
 from __future__ import annotations
@@ -15,15 +14,19 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
-__all__ = ["conforms", "SchemaChecker"]
+__all__ = ["conforms", "predicate", "Same"]
 
 Check = Callable[[Any], bool]
 
+#: Keywords that say nothing about validity. ``x-messages`` is runbook's own: how a failure of a
+#: keyword of that schema is worded (:func:`engine.schemas.schema_messages`).
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "$defs", "title", "description",
-                          "examples", "default", "format", "deprecated", "readOnly", "writeOnly"})
+                          "examples", "default", "format", "deprecated", "readOnly", "writeOnly",
+                          "x-messages"})
 _KEYWORDS = frozenset({"type", "enum", "const", "allOf", "anyOf", "oneOf", "not",
                        "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
                        "exclusiveMaximum", "items", "minItems", "maxItems", "properties",
@@ -63,7 +66,7 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if _is_number(a) and _is_number(b):
-        return a == b
+        return bool(a == b)
     return type(a) is type(b) and a == b
 
 
@@ -107,7 +110,7 @@ def _type(arg: Any) -> Check:
     return lambda value: isinstance(value, classes) or numeric(value)
 
 
-def _enum(options: list[Any]) -> Check:
+def _enum(options: Any) -> Check:
     """The ``enum`` keyword (and ``const``, one option) with JSON equality; strings by set lookup."""
     if not isinstance(options, list):
         return _unsure
@@ -147,7 +150,7 @@ def _number(schema: dict[str, Any], must_be: bool) -> Check | None:
     def check(value: Any) -> bool:
         if not _is_number(value):
             return not must_be
-        return low <= value <= high and above < value < below
+        return bool(low <= value <= high and above < value < below)
 
     return check
 
@@ -277,36 +280,45 @@ def _compile(schema: Any) -> Check:
         return _unsure
 
 
-_compiled: dict[int, tuple[Any, Check]] = {}  # id(schema) -> (schema, its check); schemas live as long anyway
+def predicate(schema: Any) -> Check:
+    """``schema`` compiled once into a yes/no check: True only when a value surely conforms
+    (False: ask jsonschema). ``schema`` must not change afterwards."""
+    check = _compile(schema)
+
+    def surely(value: Any) -> bool:
+        try:
+            return check(value)
+        except _Unsure:
+            return False
+
+    return surely
+
+
+class Same:
+    """A cache key that is ``value`` itself, by identity (a schema is a dict, which is not
+    hashable); the key keeps ``value`` alive, so its id is not reused while it is cached."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Same) and other.value is self.value
+
+
+@lru_cache(maxsize=32)  # bounded: a caller may hand over any number of schemas
+def _predicate_of(key: Same) -> Check:
+    return predicate(key.value)
 
 
 def conforms(schema: Any, value: Any) -> bool:
     """True only when ``value`` surely conforms to ``schema`` (False: ask jsonschema).
 
-    ``schema`` is compiled on first use and must not change afterwards.
+    ``schema`` is compiled on first use (the last 32 are kept) and must not change afterwards.
     """
-    entry = _compiled.get(id(schema))
-    if entry is None:  # the schema is kept with its check so that its id is not reused
-        entry = _compiled[id(schema)] = (schema, _compile(schema))
-    try:
-        return entry[1](value)
-    except _Unsure:
-        return False
+    return _predicate_of(Same(schema))(value)
 
-
-class SchemaChecker:
-    """A Draft 2020-12 schema with jsonschema's ``iter_errors``, imported only when needed."""
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        self.schema = schema
-        self._validator: Any = None
-
-    def iter_errors(self, instance: Any) -> Iterator[Any]:
-        """jsonschema's errors for ``instance``; none, without jsonschema, when it conforms."""
-        if conforms(self.schema, instance):
-            return iter(())
-        if self._validator is None:
-            from jsonschema import Draft202012Validator
-
-            self._validator = Draft202012Validator(self.schema)
-        return self._validator.iter_errors(instance)

@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.clock import SYSTEM_CLOCK, Clock
-from engine.conformance import SchemaChecker
 from engine.manifest import request_sha256
 from engine.model import Attempt, RetryPolicy, Runbook, Status, Step, StepError, StepResult
 from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError
+from engine.rate_limit import Gate
 from engine.redaction import Redactor
 from engine.templating import TemplateError, Templates, contains_template, render_value, truthy
 
@@ -59,6 +59,17 @@ def retry_delay(policy: RetryPolicy, attempt: int, retry_after: float | None,
     return delay
 
 
+def _kind(value: Any) -> str:
+    """What a JSON value is, in words: ``a string``, ``a number``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else f"a {type(value).__name__}"
+
+
 class _StepFailed(Exception):
     def __init__(self, error: StepError) -> None:
         super().__init__(error.message)
@@ -79,6 +90,7 @@ class Executor:
         targets: Mapping[str, str] | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: Callable[[], float] = random.random,
+        gates: Mapping[str, Gate] | None = None,
     ) -> None:
         self.runbook = runbook
         self.templates = templates
@@ -88,8 +100,12 @@ class Executor:
         self.targets = targets or {}
         self.clock = clock
         self.rng = rng
+        #: one per provider instance: its rate limit and 429 pauses, shared by every step and item
+        self.gates: dict[str, Gate] = dict(gates) if gates is not None else {
+            name: Gate(*spec.rate_limit, clock=clock) if spec.rate_limit else Gate(clock=clock)
+            for name, spec in runbook.providers.items()
+        }
         self.internal_error: BaseException | None = None
-        self._options_validators: dict[str, Any] = {}
 
     # -- one step -----------------------------------------------------------------------------
 
@@ -100,10 +116,55 @@ class Executor:
         ``previous`` is the record a resumed run kept for it: reused when the rendered request
         has the same ``request_sha256``. ``deadline`` (clock seconds) is the run's.
         """
+        result = StepResult(step, Status.RUNNING)
+        bug = self._run(step, context, previous, deadline, result)
+        if bug is not None:
+            self.internal_error = bug
+        return result
+
+    def items(self, step: Step, context: Mapping[str, Any]) -> list[Any] | StepResult:
+        """The items of a ``for_each`` step (a mapping gives ``{key, value}`` items), or the
+        step's failed result when ``for_each`` does not render to a list: before any item is sent."""
+        result = StepResult(step, Status.RUNNING, started_at=self.clock.timestamp())
+        ctx = {**context, "secrets": self.environ, "env": self.environ}
+        try:
+            value, _ = self._render(step, ctx, step.for_each, ("for_each",))
+            if isinstance(value, dict):
+                return [{"key": k, "value": v} for k, v in value.items()]
+            if not isinstance(value, list):
+                raise _StepFailed(StepError("template", f"for_each renders to {_kind(value)}, not a list "
+                                                        "(or a mapping)",
+                                            location=self._where(step.path + ("for_each",))))
+            return value
+        except _StepFailed as exc:
+            result.status, result.error = Status.FAILED, exc.error
+        result.finished_at = result.started_at
+        result.items = []
+        return result
+
+    def run_item(self, step: Step, context: Mapping[str, Any], items: list[Any], index: int, *,
+                 previous: Mapping[str, Any] | None = None, deadline: float | None = None,
+                 result: StepResult | None = None) -> tuple[StepResult, BaseException | None]:
+        """Run item ``index`` of a ``for_each`` step: the step with ``item`` (or its ``as:`` name)
+        and ``loop`` in its context. Returns the item's result and the bug it met, if any, for
+        the caller to keep (items run in worker threads; :attr:`internal_error` is the caller's).
+        ``result`` is filled in as the item runs (so an interrupted caller can see its attempts)."""
+        count = len(items)
+        loop = {"index": index + 1, "index0": index, "length": count, "first": index == 0,
+                "last": index == count - 1}
+        ctx = {**context, step.item_name: items[index], "loop": loop}
+        result = result if result is not None else StepResult(step, Status.RUNNING)
+        result.index = index
+        return result, self._run(step, ctx, previous, deadline, result)
+
+    def _run(self, step: Step, context: Mapping[str, Any], previous: Mapping[str, Any] | None,
+             deadline: float | None, result: StepResult) -> BaseException | None:
+        """Run one step or item into ``result``; return the bug it met (an internal error), if any."""
         clock = self.clock
-        result = StepResult(step, Status.RUNNING, started_at=clock.timestamp())
+        result.started_at = clock.timestamp()
         start = clock.monotonic()
         ctx = {**context, "secrets": self.environ, "env": self.environ}
+        bug: BaseException | None = None
         try:
             if step.when is not None and not truthy(self._condition(step, ctx, step.when, ("when",))):
                 result.status = Status.SKIPPED
@@ -118,12 +179,12 @@ class Executor:
             result.status = Status.INTERRUPTED
             result.error = StepError("interrupted", "interrupted while the step was in flight")
         except Exception as exc:  # a bug (ours or a plugin's): record it, stop, exit 3
-            self.internal_error = exc
+            bug = exc
             result.status = Status.FAILED
             result.error = StepError("internal", f"{type(exc).__name__}: {exc}")
         result.finished_at = clock.timestamp()
         result.duration_ms = int((clock.monotonic() - start) * 1000)
-        return result
+        return bug
 
     def replay_step(self, step: Step, request: Any) -> StepResult:
         """Send a recorded request again, as it was, under the step's timeout and retries."""
@@ -133,11 +194,11 @@ class Executor:
         provider = self.providers[step.provider]
         result.request_sha256 = request_sha256(request, self.targets.get(step.provider, ""))
         try:
-            replay = getattr(provider, "replay", None)
-            if replay is None:
+            if not provider.replays:
                 raise _StepFailed(StepError(
                     "configuration", f"provider type {step.provider_type!r} cannot replay requests"))
-            answer = self._attempts(step, lambda timeout: replay(step.style, request, timeout), result, None)
+            answer = self._attempts(step, lambda timeout: provider.replay(step.style, request, timeout),
+                                    result, None)
             result.output, result.run_id = answer.output, answer.run_id
             result.exports, result.logs, result.extra = answer.exports, answer.logs, answer.extra
             result.status = Status.SUCCEEDED
@@ -169,7 +230,7 @@ class Executor:
 
     # -- parts ----------------------------------------------------------------------------------
 
-    def _where(self, path: tuple) -> str:
+    def _where(self, path: tuple[Any, ...]) -> str:
         """``FILE:LINE:COL`` of a runbook field (a path from the top of the document). A run's
         runbook keeps only some positions (:class:`~engine.loader.SparseSourceMap`): the others
         are read from the file again, and when it has changed since, a note says the position is
@@ -177,13 +238,13 @@ class Executor:
         line, col, note = self.runbook.source.locate(path)
         return f"{self.runbook.path}:{line}:{col}{note}"
 
-    def _render(self, step: Step, ctx: Mapping[str, Any], value: Any, field: tuple) -> tuple[Any, Any]:
+    def _render(self, step: Step, ctx: Mapping[str, Any], value: Any, field: tuple[Any, ...]) -> tuple[Any, Any]:
         try:
             return render_value(value, self.templates, ctx, field, self.redactor.add)
         except TemplateError as exc:
             raise _StepFailed(StepError("template", str(exc), location=self._where(step.path + exc.path))) from None
 
-    def _condition(self, step: Step, ctx: Mapping[str, Any], source: str | bool, field: tuple) -> Any:
+    def _condition(self, step: Step, ctx: Mapping[str, Any], source: str | bool, field: tuple[Any, ...]) -> Any:
         if isinstance(source, bool):
             return source
         return self._render(step, ctx, self.templates.condition(source), field)[0]
@@ -261,8 +322,11 @@ class Executor:
         policy = step.retry
         first = clock.monotonic()
         number = 0
+        gate = self.gates.get(step.provider)
         while True:
             number += 1
+            if gate is not None:
+                gate.acquire()
             timeout, limit = self._budget(step, first, deadline)
             started_at = clock.timestamp()
             t0 = clock.monotonic()
@@ -278,6 +342,8 @@ class Executor:
                     exc.message = f"no answer within {limit}"
                 result.attempts.append(Attempt(number, started_at, int((clock.monotonic() - t0) * 1000),
                                                exc.http_status, f"{exc.type}: {exc.message}"))
+                if exc.retry_after is not None and exc.type == "rate_limited" and gate is not None:
+                    gate.pause(exc.retry_after)  # every item of this provider instance waits
                 if exc.run_id:
                     result.run_id = exc.run_id
                 result.logs = exc.logs
@@ -296,17 +362,16 @@ class Executor:
             return answer
 
     def _check_options(self, step: Step, options: Any) -> None:
+        """Check ``with``, rendered, against the provider type's options schema."""
         from engine.providers.registry import type_info
+        from engine.schemas import checker, schema_messages
+        from engine.templating import field_name
 
         info = type_info(step.provider_type)
         if info is None:
             return
-        if step.provider_type not in self._options_validators:
-            self._options_validators[step.provider_type] = SchemaChecker(info.options_schema)
-        errors = [
-            f"with{''.join(f'.{p}' for p in e.absolute_path)}: {e.message}"
-            for e in self._options_validators[step.provider_type].iter_errors(options)
-        ]
-        if errors:
-            raise _StepFailed(StepError("configuration", "; ".join(errors),
+        messages = schema_messages(checker(info.options_schema), options, ("with",))
+        if messages:
+            raise _StepFailed(StepError("configuration", "; ".join(f"{field_name(m.field)}: {m.text}"
+                                                                  for m in messages),
                                         location=self._where(step.path + ("with",))))

@@ -19,50 +19,11 @@ import hashlib
 import math
 import re
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
-from engine.errors import LocatedErrors, Problem
-
-
-class _LazyPattern:
-    """A regular expression compiled on first use."""
-
-    def __init__(self, pattern: str, flags: int) -> None:
-        self._args = (pattern, flags)
-        self._compiled: re.Pattern[str] | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._compiled is None:
-            self._compiled = re.compile(*self._args)
-        return getattr(self._compiled, name)
-
-
-#: PyYAML's pure-Python reader compiles this check over all of Unicode when yaml is imported:
-#: about 10 ms, a tenth of `runbook validate`'s start-up. We parse with libyaml, which never
-#: uses it; the pure-Python parser (no libyaml) compiles it on first use instead.
-_READER_CHECK = "[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]"
-
-
-def _import_pyyaml() -> Any:
-    """``import yaml``, with the reader's check compiled lazily (see ``_READER_CHECK``)."""
-    compile_now = re.compile
-
-    def compile_reader_check_lazily(pattern: Any, flags: int = 0) -> Any:
-        if pattern == _READER_CHECK:
-            return _LazyPattern(pattern, flags)
-        return compile_now(pattern, flags)
-
-    re.compile = compile_reader_check_lazily  # type: ignore[assignment]
-    try:
-        import yaml
-    finally:
-        re.compile = compile_now
-    return yaml
-
-
-yaml = _import_pyyaml()
-from yaml.composer import ComposerError  # noqa: E402
-from yaml.events import (  # noqa: E402
+import yaml
+from yaml.composer import ComposerError
+from yaml.events import (
     AliasEvent,
     DocumentStartEvent,
     MappingEndEvent,
@@ -73,13 +34,15 @@ from yaml.events import (  # noqa: E402
     StreamEndEvent,
     StreamStartEvent,
 )
-from yaml.nodes import ScalarNode, SequenceNode  # noqa: E402
-from yaml.resolver import BaseResolver  # noqa: E402
+from yaml.nodes import ScalarNode, SequenceNode
+from yaml.resolver import BaseResolver
+
+from engine.errors import LocatedErrors, Problem
 
 __all__ = ["Path", "SourceMap", "SparseSourceMap", "Document", "load_file", "load_text", "parse_scalar",
            "MAX_DEPTH"]
 
-Path = tuple  # a path into the document: keys (str) and list indexes (int)
+Path: TypeAlias = tuple[Any, ...]  # a path into the document: keys (str) and list indexes (int)
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -139,19 +102,6 @@ else:  # pragma: no cover - pure-Python fallback
             yaml.composer.Composer.__init__(self)
 
 
-# The node tree: the loader builds from events instead (:class:`_Builder`); bench/memory_profile.py
-# composes the tree to show what that saves.
-class _Composer(_ParserBase, _Core12Resolver):  # type: ignore[misc, valid-type]
-    def __init__(self, stream: str) -> None:
-        _ParserBase.__init__(self, stream)
-        _Core12Resolver.__init__(self)
-
-    # The composer calls these two around every node, for path resolvers, which we do not
-    # use. C callables of the same arity that do nothing save ~11% of composing's cost.
-    descend_resolver = {}.get  # (parent, index): a look-up in an empty dict
-    ascend_resolver = tuple  # (): returns ()
-
-
 class SourceMap:
     """Where every key and value of a loaded document stands in its file."""
 
@@ -162,7 +112,8 @@ class SourceMap:
                  keys: dict[Path, tuple[int, int]] | None = None,
                  scalar_text: dict[Path, str] | None = None) -> None:
         self.file = file
-        self.values: dict[Path, tuple[int, int]] = {} if values is None else values
+        # (line, col); in a SparseSourceMap, one packed int (see _COLUMN_BITS)
+        self.values: dict[Path, Any] = {} if values is None else values
         self.keys: dict[Path, tuple[int, int]] = {} if keys is None else keys
         self.scalar_text: dict[Path, str] = {} if scalar_text is None else scalar_text
 
@@ -174,9 +125,9 @@ class SourceMap:
             if p in table:
                 return table[p]
             if p in self.values:
-                return self.values[p]
+                return self.values[p]  # type: ignore[no-any-return]  # (line, col) in this class
             p = p[:-1]
-        return self.values.get((), (1, 1))
+        return self.values.get((), (1, 1))  # type: ignore[no-any-return]  # (line, col) here
 
     def recorded(self, path: Path) -> tuple[int, int] | None:
         """The position recorded for the value at ``path`` itself (no parent's), if any."""
@@ -383,7 +334,7 @@ def _count_values(text: str) -> int:
     what composing all of it would have raised before any value was built: a syntax error, an
     undefined alias, a duplicate anchor, a second document.
     """
-    parser = _ParserBase(text)
+    parser: Any = _ParserBase(text)  # libyaml's events are untyped; the loops test type(event)
     anchors: dict[str, Any] = {}
     count = documents = 0
     try:
@@ -763,6 +714,7 @@ class _Builder:
                 self._skip(value_event)
                 continue
             key_path = path + (key,)
+            mark: Any  # libyaml's mark (typed optional, never None on an event)
             if full:
                 mark = key_event.start_mark
                 keys[key_path] = (mark.line + 1, mark.column + 1)
@@ -858,7 +810,8 @@ class _Builder:
         for added, recorded in apart:
             keep = {k for k in added if k not in own}
             if keep:
-                for table, positions in zip((self.values, self.keys, self.scalar_text), recorded, strict=True):
+                tables: tuple[dict[Path, Any], ...] = (self.values, self.keys, self.scalar_text)
+                for table, positions in zip(tables, recorded, strict=True):
                     for p, position in positions.items():
                         if len(p) > depth and p[depth] in keep:
                             table[p] = position
@@ -892,11 +845,12 @@ def _explain_syntax_error(text: str, line: int, col: int, what: str) -> tuple[in
 
 def _first_alias(text: str, anchor: str) -> tuple[int, int]:
     """(line, col) of the first alias of ``anchor`` in ``text``. Parses the text again: only for an error."""
-    parser = _ParserBase(text)
+    parser: Any = _ParserBase(text)  # libyaml's events are untyped; the loops test type(event)
     try:
         while type(event := parser.get_event()) is not StreamEndEvent:
             if type(event) is AliasEvent and event.anchor == anchor:
-                return event.start_mark.line + 1, event.start_mark.column + 1
+                mark: Any = event.start_mark  # typed optional, never None on an event
+                return mark.line + 1, mark.column + 1
     finally:
         parser.dispose()
     return 1, 1  # pragma: no cover - the anchor was copied by an alias
@@ -909,7 +863,7 @@ def load_text(text: str, file: str, *, sparse: bool = False) -> Document:
     with a problem is then loaded again in full, so that each is worded as a full load words it.
     """
     source = SparseSourceMap(file) if sparse else SourceMap(file)
-    parser = _ParserBase(text)
+    parser: Any = _ParserBase(text)  # libyaml's events are untyped; the loops test type(event)
     builder = _Builder(source, parser.get_event, text, sparse=sparse)
     try:
         data = builder.document()

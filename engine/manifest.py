@@ -4,9 +4,12 @@ The file starts as a complete manifest with ``run.status: running`` and no
 steps. Each finished step is appended in place: one ``pwrite`` puts the step
 and the unchanged closing bytes where the closing bytes stood, so recording
 costs time linear in the number of steps and a process killed between two
-writes leaves a valid manifest with every finished step. At the end the whole
-manifest is written once more, atomically (temporary file + rename), with the
-final status, every step of the runbook in order, and the outputs.
+writes leaves a valid manifest with every finished step. A ``for_each`` step is
+opened (its record with ``status: running`` and an empty ``items`` list), each
+finished item appended inside it the same way, and the record rewritten once
+when the step ends, its items then in item order. At the end the whole manifest
+is written once more, atomically (temporary file + rename), with the final
+status, every step of the runbook in order, and the outputs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets as _secrets
 import subprocess
 import time
@@ -33,6 +37,7 @@ __all__ = [
     "now_rfc3339",
     "request_sha256",
     "step_record",
+    "item_record",
     "GitProbe",
     "git_info",
     "header",
@@ -112,10 +117,19 @@ def git_info(path: str) -> dict[str, Any] | None:
 
 
 def step_record(result: StepResult) -> dict[str, Any]:
-    """A step as the manifest records it (before scrubbing: see :func:`scrubbed_line`)."""
-    step = result.step
+    """A step as the manifest records it (before scrubbing: see :func:`scrubbed_line`); a
+    ``for_each`` step's record has no ``items`` here (the journal holds them)."""
+    return {**result.step.identity(), **_result_fields(result)}
+
+
+def item_record(result: StepResult) -> dict[str, Any]:
+    """An item of a ``for_each`` step as the manifest records it: its index first (the journal
+    puts a finished step's items in order by it)."""
+    return {"index": result.index, **_result_fields(result)}
+
+
+def _result_fields(result: StepResult) -> dict[str, Any]:
     record: dict[str, Any] = {
-        **step.identity(),
         "status": result.status.value,
         "started_at": result.started_at,
         "finished_at": result.finished_at,
@@ -248,6 +262,16 @@ def _frame(manifest: dict[str, Any]) -> tuple[bytes, bytes]:
     return prefix.encode("utf-8"), trailer.encode("utf-8")
 
 
+_ITEM_GAP = b"\n      "  # before each item of a for_each step (compact JSON holds no newline)
+_CLOSE_ITEMS = b"\n    ]}"
+_INDEX = re.compile(rb'\{"index":([0-9]+)')
+
+
+def _item_index(line: bytes) -> int:
+    match = _INDEX.match(line)
+    return int(match.group(1)) if match else -1
+
+
 class ManifestWriter:
     """Keeps one manifest file valid while a run appends to it."""
 
@@ -263,12 +287,49 @@ class ManifestWriter:
             raise ManifestError(f"the manifest {path}: cannot write it: {exc.strerror or exc}") from None
         self._start = self._offset = len(prefix)
         self._count = 0
+        self._open: tuple[int, int] | None = None  # (where the open step starts, where its items do)
+        self._items = 0
 
     def append(self, line: bytes) -> None:
         """Record one finished step (its compact JSON line): one write, proportional to its size."""
         data = (b",\n    " if self._count else b"\n    ") + line
         os.pwrite(self._fd, data + self._trailer, self._offset)
         self._offset += len(data)
+        self._count += 1
+
+    def open_step(self, line: bytes) -> None:
+        """Begin the record of a ``for_each`` step, given as its compact JSON line without
+        ``items``; its items follow (:meth:`append_item`) until :meth:`close_step`."""
+        start = self._offset
+        data = (b",\n    " if self._count else b"\n    ") + line[:-1] + b',"items":['
+        os.pwrite(self._fd, data + _CLOSE_ITEMS + self._trailer, self._offset)
+        self._offset += len(data)
+        self._open = (start, self._offset)
+        self._items = 0
+
+    def append_item(self, line: bytes) -> None:
+        """Record one finished item of the open step (its compact JSON line, index first)."""
+        data = (b"," if self._items else b"") + _ITEM_GAP + line
+        os.pwrite(self._fd, data + _CLOSE_ITEMS + self._trailer, self._offset)
+        self._offset += len(data)
+        self._items += 1
+
+    def close_step(self, line: bytes) -> None:
+        """End the open step with its final record (compact JSON, without ``items``): its items,
+        read back from the file, follow in item order."""
+        if self._open is None:
+            raise ValueError("no for_each step is open")
+        start, items_at = self._open
+        held = os.pread(self._fd, self._offset - items_at, items_at) if self._offset > items_at else b""
+        # each item line but the last ends with the comma that separates it from the next
+        lines = [piece.rstrip(b",") for piece in held.split(_ITEM_GAP) if piece.strip(b",")]
+        lines.sort(key=_item_index)
+        data = ((b",\n    " if self._count else b"\n    ") + line[:-1] + b',"items":['
+                + b",".join(_ITEM_GAP + piece for piece in lines) + _CLOSE_ITEMS)
+        os.pwrite(self._fd, data + self._trailer, start)
+        self._offset = start + len(data)
+        os.ftruncate(self._fd, self._offset + len(self._trailer))
+        self._open = None
         self._count += 1
 
     def finish(self, manifest: dict[str, Any]) -> None:

@@ -8,9 +8,10 @@ dataclasses to define at import and to create.
 from __future__ import annotations
 
 import enum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine.loader import SourceMap
+if TYPE_CHECKING:
+    from engine.loader import SourceMap  # for the annotation only: reading a manifest needs no yaml
 
 __all__ = [
     "RetryPolicy",
@@ -23,6 +24,8 @@ __all__ = [
     "StepError",
     "StepResult",
     "STEP_ATTRIBUTES",
+    "FANOUT_ATTRIBUTES",
+    "ITEM_ATTRIBUTES",
     "parse_duration",
 ]
 
@@ -54,7 +57,9 @@ class ProviderSpec(NamedTuple):
     name: str
     type: str
     config: dict[str, Any]
-    path: tuple = ()
+    path: tuple[Any, ...] = ()
+    #: ``rate_limit: {requests, per}`` as (requests, seconds); None: no limit
+    rate_limit: tuple[int, float] | None = None
 
 
 class Step(NamedTuple):
@@ -73,9 +78,14 @@ class Step(NamedTuple):
     retry: RetryPolicy
     continue_on_error: bool
     asserts: tuple[str, ...]
-    path: tuple
+    path: tuple[Any, ...]
     is_finally: bool = False
     step_timeout: float | None = None
+    #: ``for_each`` (SPEC §9): the template (or literal list or mapping) of the items; None: one call.
+    for_each: Any = None
+    item_name: str = "item"  # ``as:``
+    concurrency: int = 1
+    fail_fast: bool = True
 
     def identity(self) -> dict[str, Any]:
         """The fields that name a step in the manifest, reports and plans."""
@@ -160,12 +170,17 @@ class StepError(NamedTuple):
 #: What ``steps.<id>`` holds for every step (a provider type may declare more: SPEC §4).
 STEP_ATTRIBUTES = ("status", "output", "exports", "logs", "run_id", "error", "duration_ms")
 
+#: What ``steps.<id>`` of a ``for_each`` step holds besides: each item's ``ITEM_ATTRIBUTES``.
+FANOUT_ATTRIBUTES = ("items",)
+ITEM_ATTRIBUTES = ("status", "output", "exports", "run_id", "error")
+
 
 class StepResult:
     """What happened to one step; the runner's only output per step (filled in as it runs)."""
 
     __slots__ = ("step", "status", "started_at", "finished_at", "duration_ms", "attempts", "request",
-                 "request_sha256", "output", "exports", "logs", "run_id", "extra", "error", "reused_from")
+                 "request_sha256", "output", "exports", "logs", "run_id", "extra", "error", "reused_from",
+                 "index", "items")
 
     def __init__(self, step: Step, status: Status, started_at: str | None = None, request: Any = None) -> None:
         self.step = step
@@ -183,6 +198,10 @@ class StepResult:
         self.extra: dict[str, Any] = {}
         self.error: StepError | None = None
         self.reused_from: str | None = None
+        #: of one item of a ``for_each`` step: its index (0-based); else None
+        self.index: int | None = None
+        #: of a ``for_each`` step: each item's :meth:`item_context`, in item order; else None
+        self.items: list[dict[str, Any]] | None = None
 
     def context(self) -> dict[str, Any]:
         """The step as later templates see it: ``steps.<id>``."""
@@ -196,4 +215,16 @@ class StepResult:
             "duration_ms": self.duration_ms,
         }
         ctx.update(self.extra)
+        if self.items is not None:
+            ctx["items"] = self.items
         return ctx
+
+    def item_context(self) -> dict[str, Any]:
+        """One item as later templates see it: ``steps.<id>.items[i]``."""
+        return {
+            "status": self.status.value,
+            "output": self.output,
+            "exports": self.exports,
+            "run_id": self.run_id,
+            "error": self.error.to_json() if self.error else None,
+        }

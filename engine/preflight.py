@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-from engine.conformance import SchemaChecker
 from engine.errors import LocatedErrors, Problem
 from engine.model import Runbook
 from engine.providers.base import Provider, ProviderError
 from engine.providers.registry import provider_class, type_info
 from engine.redaction import Redactor
-from engine.templating import TemplateError, Templates, iter_templates, render_value
+from engine.schemas import checker, schema_messages
+from engine.templating import TemplateError, Templates, field_name, iter_templates, render_value
 
 __all__ = ["Prepared", "preflight", "secret_references"]
 
@@ -39,30 +39,30 @@ def _used_providers(runbook: Runbook) -> list[str]:
     return list(names)
 
 
-def _templated_fields(runbook: Runbook, templates: Templates) -> Iterator[tuple[tuple, str]]:
+def _templated_fields(runbook: Runbook, templates: Templates) -> Iterator[tuple[tuple[Any, ...], str]]:
     for step in runbook.steps + runbook.finally_steps:
         for key, value in (("dispatch", step.target), ("input", step.input), ("with", step.options)):
             yield from iter_templates(value, step.path + (key,))
         if isinstance(step.when, str):
-            yield step.path + ("when",), templates.condition(step.when)
+            yield step.path + ("when",), str(templates.condition(step.when))  # a str stays a str
         for i, expr in enumerate(step.asserts):
-            yield step.path + ("assert", i), templates.condition(expr)
+            yield step.path + ("assert", i), str(templates.condition(expr))
     yield from iter_templates(runbook.outputs, ("outputs",))
     for name in _used_providers(runbook):
         spec = runbook.providers[name]
         yield from iter_templates(spec.config, spec.path)
 
 
-def secret_references(runbook: Runbook, templates: Templates) -> dict[str, tuple]:
+def secret_references(runbook: Runbook, templates: Templates) -> dict[str, tuple[Any, ...]]:
     """Every secret a template names by constant, with where it is first named."""
-    found: dict[str, tuple] = {}
+    found: dict[str, tuple[Any, ...]] = {}
     for path, src in _templated_fields(runbook, templates):
         for name in templates.compile(src).analysis.secrets:
             found.setdefault(name, path)
     return found
 
 
-def _provider_position(runbook: Runbook, name: str) -> tuple:
+def _provider_position(runbook: Runbook, name: str) -> tuple[Any, ...]:
     spec = runbook.providers[name]
     if spec.path:
         return spec.path
@@ -118,15 +118,16 @@ def preflight(
         except TemplateError as exc:
             problems.append(source.problem(position, str(exc)))
             continue
-        problem = _check_config(spec.type, config)
-        if problem:  # jsonschema quotes the value, which may be a secret
-            problems.append(source.problem(position, redactor.text(f"providers.{name}: {problem}")))
+        problem = _check_config(spec.type, config, ("providers", name))
+        if problem:  # a message quotes the value, which may be a secret
+            problems.append(source.problem(position, redactor.text(problem)))
             continue
         if config.get("insecure") is True:
             notices.append(f"warning: providers.{name}: insecure: true - TLS certificates are NOT verified "
                            "for its requests")
-        if emulator_url is not None and hasattr(cls, "emulated_config"):
-            config = cls.emulated_config(config, emulator_url)
+        if emulator_url is not None:
+            emulated = cls.emulated_config(config, emulator_url)
+            config = config if emulated is None else emulated
         try:
             providers[name] = cls(name, config, env=env, redactor=redactor)
         except ProviderError as exc:
@@ -141,7 +142,7 @@ def preflight(
         raise LocatedErrors(problems)
     targets = {
         name: f"emulator {runbook.providers[name].type}" if emulator_url is not None
-        else (provider.target() if hasattr(provider, "target") else "")
+        else provider.target()
         for name, provider in providers.items()
     }
     return Prepared(providers, redactor, env, notices, targets)
@@ -152,25 +153,22 @@ PROOF_TIMEOUT = 30.0
 
 
 def _prove_credentials(runbook: Runbook, name: str, provider: Provider) -> str | None:
-    """Ask a provider that can (``verify_credentials``) to prove its credentials now."""
-    verify = getattr(provider, "verify_credentials", None)
-    if verify is None:
-        return None
+    """Ask a provider to prove its credentials now (``verify_credentials``: most types have
+    nothing to prove without side effects, and do nothing)."""
     timeouts = [s.timeout for s in runbook.steps + runbook.finally_steps
                 if s.provider == name and s.timeout is not None]
     try:
-        verify(min(timeouts) if timeouts else PROOF_TIMEOUT)
+        provider.verify_credentials(min(timeouts) if timeouts else PROOF_TIMEOUT)
     except ProviderError as exc:
         return f"providers.{name}: its credentials could not be proved before the first step: {exc.message}"
     return None
 
 
-def _check_config(type_name: str, config: Any) -> str | None:
+def _check_config(type_name: str, config: Any, base: tuple[str, ...]) -> str | None:
+    """What is wrong with a rendered provider configuration, worded as validation words it
+    (``providers.pd.project_id: ...``)."""
     info = type_info(type_name)
     if info is None:
         return None
-    errors = [
-        f"{'.'.join(str(p) for p in e.absolute_path) or 'config'}: {e.message}"
-        for e in SchemaChecker(info.config_schema).iter_errors(config)
-    ]
-    return "; ".join(errors) or None
+    messages = schema_messages(checker(info.config_schema), config, base)
+    return "; ".join(f"{field_name(m.field)}: {m.text}" for m in messages) or None

@@ -4,18 +4,25 @@
 :class:`~engine.executor.Executor` run it, hands each finished
 :class:`~engine.model.StepResult` to an :class:`Observer` (console lines, the manifest
 journal) and tells the conductor. Steps run one at a time in the calling thread (so
-Ctrl-C interrupts the request in flight); it does no file or terminal I/O itself.
+Ctrl-C interrupts the request in flight). The items of a ``for_each`` step run on up to
+``concurrency`` worker threads, as its :class:`~engine.conductor.FanOut` says; only the
+calling thread talks to the observer and the conductor, so neither needs a lock. Ctrl-C
+during a fan-out records the items in flight ``interrupted`` and leaves their threads
+(daemons) to end on their own. The runner does no file or terminal I/O itself.
 """
 
 from __future__ import annotations
 
+import functools
+import queue
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from engine.clock import SYSTEM_CLOCK, Clock
-from engine.conductor import Conductor
+from engine.conductor import Conductor, FanOut, Work
 from engine.executor import Executor
-from engine.model import Runbook, Status, Step, StepResult
+from engine.model import Attempt, Runbook, Status, Step, StepError, StepResult
 from engine.providers.base import Provider
 from engine.redaction import Redactor
 from engine.templating import Templates
@@ -29,6 +36,12 @@ class Observer(Protocol):
     def step_started(self, step: Step) -> None: ...
 
     def step_finished(self, result: StepResult) -> None: ...
+
+    def items_started(self, step: Step, count: int) -> None:
+        """A ``for_each`` step is about to start its ``count`` items."""
+
+    def item_finished(self, result: StepResult) -> None:
+        """An item of a ``for_each`` step is done (``result.index`` says which)."""
 
 
 class RunOutcome(NamedTuple):
@@ -88,16 +101,108 @@ class Runner:
             else:
                 self.observer.step_started(work.step)
                 # finally steps run after a run timeout too, under their own limits
-                result = executor.run_step(work.step, work.context, previous=work.previous,
-                                           deadline=None if conductor.in_finally else deadline)
+                step_deadline = None if conductor.in_finally else deadline
+                if work.step.for_each is not None:
+                    result = self._fan_out(work, step_deadline)
+                else:
+                    result = executor.run_step(work.step, work.context, previous=work.previous,
+                                               deadline=step_deadline)
             conductor.record(result)
             self.observer.step_finished(result)
         outputs, error = executor.render_outputs(conductor.context(),
                                                  conductor.interrupted or conductor.any_failed)
         return RunOutcome(conductor.outcome(error), outputs, error, executor.internal_error)
 
+    def _fan_out(self, work: Work, deadline: float | None) -> StepResult:
+        """Run the items of a ``for_each`` step over a bounded set of worker threads."""
+        step, executor, clock = work.step, self.executor, self.clock
+        started_at, start = clock.timestamp(), clock.monotonic()
+        items = executor.items(step, {**work.context})
+        if isinstance(items, StepResult):  # for_each did not render to a list: nothing was sent
+            return items
+        fan = FanOut(step, len(items), work.previous)
+        self.observer.items_started(step, len(items))
+        workers = _Workers(min(step.concurrency, len(items)))
+        running: dict[int, StepResult] = {}  # what each item in flight has done so far
+        try:
+            while not fan.done():
+                for index in fan.ready():
+                    holder = running[index] = StepResult(step, Status.RUNNING, started_at=clock.timestamp())
+                    workers.submit(functools.partial(executor.run_item, step, work.context, items, index,
+                                                     previous=fan.previous(index), deadline=deadline,
+                                                     result=holder))
+                if fan.in_flight:
+                    item, bug = workers.next_result()
+                    if bug is not None and executor.internal_error is None:
+                        executor.internal_error = bug
+                    self._item_done(fan, running, item)
+        except KeyboardInterrupt:
+            for index in fan.interrupt():
+                self._item_done(fan, running, _interrupted(running[index], index, clock))
+        finally:
+            workers.stop()
+        return fan.result(started_at, clock.timestamp(), int((clock.monotonic() - start) * 1000))
+
+    def _item_done(self, fan: FanOut, running: dict[int, StepResult], item: StepResult) -> None:
+        assert item.index is not None
+        running.pop(item.index, None)
+        fan.record(item.index, item.status, item.item_context())
+        self.observer.item_finished(item)
+
     def replay_step(self, step: Step, request: Any) -> StepResult:
         """Send a recorded request again, as it was; the observer gets the result."""
         result = self.executor.replay_step(step, request)
         self.observer.step_finished(result)
         return result
+
+
+def _interrupted(holder: StepResult, index: int, clock: Clock) -> StepResult:
+    """The record of an item that was in flight when the run was interrupted: what it had done,
+    and the attempt it was making (its request may have gone out; no answer was awaited)."""
+    result = StepResult(holder.step, Status.INTERRUPTED, started_at=holder.started_at, request=holder.request)
+    result.index = index
+    result.request_sha256 = holder.request_sha256
+    result.attempts = list(holder.attempts)
+    result.attempts.append(Attempt(len(result.attempts) + 1, clock.timestamp(), 0, None,
+                                   "interrupted: in flight, no answer awaited"))
+    result.error = StepError("interrupted", "interrupted while the item was in flight")
+    result.finished_at = clock.timestamp()
+    return result
+
+
+class _Workers:
+    """``size`` daemon threads running submitted calls; results come back in finishing order.
+
+    Daemons, not a ``concurrent.futures`` pool: after Ctrl-C the run records the items in flight
+    and goes on to its ``finally`` steps and exit without waiting for their answers.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"runbook-item-{i}", daemon=True)
+                         for i in range(max(1, size))]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            try:
+                self._results.put((True, task()))
+            except BaseException as exc:  # the caller re-raises it: a thread must not die silently
+                self._results.put((False, exc))
+
+    def submit(self, task: Callable[[], Any]) -> None:
+        self._tasks.put(task)
+
+    def next_result(self) -> Any:
+        """The next finished call's return value (waits; Ctrl-C interrupts the wait)."""
+        ok, value = self._results.get()
+        if not ok:
+            raise value
+        return value
+
+    def stop(self) -> None:
+        """Let the threads end once their current call returns (nothing waits for them)."""
+        for _ in self._threads:
+            self._tasks.put(None)

@@ -19,8 +19,9 @@ import hashlib
 import json
 import re
 import sys
+import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeGuard
 
 from engine.template_limits import (
     LimitExceeded,
@@ -108,7 +109,7 @@ class TemplateError(Exception):
     ``detail`` the reason without it; ``str()`` is ``"input.text: detail"``.
     """
 
-    def __init__(self, detail: str, path: tuple = ()) -> None:
+    def __init__(self, detail: str, path: tuple[Any, ...] = ()) -> None:
         super().__init__(detail)
         self.detail = detail
         self.path = path
@@ -118,7 +119,7 @@ class TemplateError(Exception):
         return f"{where}: {self.detail}" if where else self.detail
 
 
-def field_name(path: tuple) -> str:
+def field_name(path: tuple[Any, ...]) -> str:
     """``input.items[0].id`` for the path ``("input", "items", 0, "id")``."""
     text = ""
     for part in path:
@@ -142,7 +143,7 @@ MUTATING_METHODS = frozenset({
 })
 
 
-def unsafe_attribute(name: object) -> bool:
+def unsafe_attribute(name: object) -> TypeGuard[str]:
     """Whether the sandbox would refuse the attribute ``name`` (``__class__``, ``mro``, ...)."""
     return isinstance(name, str) and (name.startswith("__") or name in UNSAFE_ATTRIBUTES)
 
@@ -173,7 +174,7 @@ class Analysis(NamedTuple):
         return "secrets" in self.names
 
 
-_Path = tuple  # (context name, ((is_attribute, key), ...))
+_Path: TypeAlias = tuple[Any, ...]  # (context name, ((is_attribute, key), ...))
 
 
 def _simple_path(node: nodes.Node) -> _Path | None:
@@ -195,24 +196,6 @@ def _simple_path(node: nodes.Node) -> _Path | None:
             return None
 
 
-def _fast_parts(tree: nodes.Template) -> tuple[Any, ...] | None:
-    """Literal text and simple paths, when that is all a template is; else None."""
-    from jinja2 import nodes
-
-    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
-        return None
-    parts: list[Any] = []
-    for node in tree.body[0].nodes:
-        if isinstance(node, nodes.TemplateData):
-            parts.append(node.data)
-            continue
-        path = _simple_path(node)
-        if path is None:
-            return None
-        parts.append(path)
-    return tuple(parts)
-
-
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _KEY = r"""(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\s*(?:'[^'\\]*'|"[^"\\]*"|[0-9]+)\s*\])"""
 _LOOKUP = re.compile(r"\{\{\s*(" + _IDENT + r")(" + _KEY + r"*)\s*\}\}")
@@ -231,13 +214,14 @@ def _key(token: str, shared: dict[Any, Any]) -> tuple[bool, Any]:
     else:
         inner = token[1:-1].strip()
         key = (False, sys.intern(inner[1:-1]) if inner[0] in "'\"" else int(inner))
-    return shared.setdefault(key, key)
+    known: tuple[bool, Any] = shared.setdefault(key, key)
+    return known
 
 
 def _lex_lookups(source: str, shared: dict[Any, Any] | None = None) -> tuple[Any, ...] | None:
     """The parts of a template made only of text and ``{{ name.key['k'][0] }}`` lookups.
 
-    The same parts Jinja's parser would give (:func:`_fast_parts`), found by one
+    The same parts Jinja's parser would give, found by one
     regular expression; None for anything else, which then goes to Jinja. The keys'
     tuples are the ones in ``shared``, when given: a runbook of 20,000 steps lexes
     20,000 templates, most of them made of the same few keys (``.output``).
@@ -272,6 +256,7 @@ def _tree_paths(tree: nodes.Template) -> tuple[list[_Path], set[str], bool]:
     paths: list[_Path] = []
     uses: dict[str, int] = {}
     stores = False
+    node: Any  # jinja2's nodes declare their fields untyped
     for node in tree.find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
         if isinstance(node, nodes.Name):
             if node.ctx == "load":
@@ -331,6 +316,7 @@ def _tree_facts(tree: nodes.Template) -> tuple[list[_Path], tuple[str, ...], tup
 
     chains: list[_Path] = []
     unsafe: dict[str, None] = {}
+    node: Any  # jinja2's nodes declare their fields untyped
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         key = node.attr if isinstance(node, nodes.Getattr) else (
             node.arg.value if isinstance(node.arg, nodes.Const) else None)
@@ -510,6 +496,7 @@ class Templates:
         self._recent: dict[str, _Compiled] | None = None  # see forget_lookups
         self._unused: dict[str, _Compiled] = {}  # the lookups compiled before, not yet used since
         self._shared: dict[Any, Any] = {}  # the lookup keys of the templates lexed (see _lex_lookups)
+        self._lock = threading.Lock()
         self.limits = limits or limits_from_env()
 
     def forget_lookups(self) -> None:
@@ -581,16 +568,16 @@ class Templates:
             and not isinstance(body[0].nodes[0], nodes.TemplateData)
         ):
             expression = source[2:-2]
-        compiled = _Compiled(source, analysis, expression, _fast_parts(tree))
+        compiled = _Compiled(source, analysis, expression, None)
         self._cache[source] = compiled
         return compiled
 
-    @staticmethod
-    def _remember(source: str, compiled: _Compiled, recent: dict[str, _Compiled]) -> None:
+    def _remember(self, source: str, compiled: _Compiled, recent: dict[str, _Compiled]) -> None:
         """Make ``source`` the most recent of the lookups kept (see :meth:`forget_lookups`)."""
-        if recent.pop(source, None) is None and len(recent) >= RECENT_LOOKUPS:
-            del recent[next(iter(recent))]  # the least recently used
-        recent[source] = compiled
+        with self._lock:  # the items of a fan-out render on many threads
+            if recent.pop(source, None) is None and len(recent) >= RECENT_LOOKUPS:
+                del recent[next(iter(recent))]  # the least recently used
+            recent[source] = compiled
 
     def condition(self, source: str | bool) -> str | bool:
         """A ``when``/``assert`` expression as a template: bare expressions get ``{{ }}``."""
@@ -623,7 +610,7 @@ def render_value(
     value: Any,
     templates: Templates,
     context: Mapping[str, Any],
-    path: tuple | str = (),
+    path: tuple[Any, ...] | str = (),
     on_tainted: Callable[[Any], None] | None = None,
 ) -> tuple[Any, Any]:
     """Render every template inside ``value``; return ``(real, redacted)``.
@@ -695,7 +682,7 @@ def contains_template(value: Any) -> bool:
     return False
 
 
-def iter_templates(value: Any, path: tuple = ()) -> Any:
+def iter_templates(value: Any, path: tuple[Any, ...] = ()) -> Any:
     """Yield ``(path, source)`` for every template string inside ``value``."""
     if isinstance(value, str):
         if is_template(value):

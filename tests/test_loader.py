@@ -167,27 +167,6 @@ def test_source_map_and_document_construction() -> None:
         "f.yml", {(): (1, 1), ("a",): (1, 4)}, {("a",): (1, 1)}, {("a",): "1"})
 
 
-def test_pyyaml_is_imported_without_compiling_the_pure_python_readers_check() -> None:
-    """The check is compiled when the pure-Python reader first uses it, and re.compile is left as it was."""
-    code = (
-        "import re, engine.loader, yaml.reader\n"
-        "check = yaml.reader.Reader.NON_PRINTABLE\n"
-        "print(type(check).__name__, re.compile.__module__)\n"
-        "try:\n"
-        "    yaml.reader.Reader('ok\\x01')\n"
-        "except yaml.reader.ReaderError as exc:\n"
-        "    print(str(exc).splitlines()[0])\n"
-        "print(yaml.load('a: [1, ok]', Loader=yaml.SafeLoader))\n"  # the pure-Python loader end to end
-    )
-    proc = subprocess.run([sys.executable, "-c", code], env=base_env(), capture_output=True, text=True,
-                          timeout=60, check=True)
-    assert proc.stdout.splitlines() == [
-        "_LazyPattern re",
-        "unacceptable character #x0001: special characters are not allowed",
-        "{'a': [1, 'ok']}",
-    ]
-
-
 _SLIPS = [
     # a tab in the indentation: where the tab is, whichever parser reads it
     ("version: 1\nsteps:\n\t- id: a\n", "3:1", "YAML syntax error: a tab in the indentation: YAML indents with "

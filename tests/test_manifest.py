@@ -59,3 +59,46 @@ def test_the_manifest_records_the_runbooks_commit_and_whether_it_changed(tmp_pat
     runbook.write_text(runbook.read_text() + "# changed\n")
     dirty = run_cli(["run", str(runbook), "--emulate"], cwd=tmp_path)
     assert dirty.manifest["runbook"]["git"] == {"commit": head, "dirty": True}
+
+
+def test_a_fan_out_step_is_valid_on_disk_after_every_item_and_ends_in_item_order(tmp_path: Path) -> None:
+    """The journal opens a for_each step, appends each item as it finishes (any order), and the
+    file is a valid manifest after every write; closing the step puts its items in order."""
+    import json
+
+    from engine.manifest import ManifestWriter, header
+    from engine.schemas import validator
+
+    path = tmp_path / "m.json"
+    manifest = header("r1", now_rfc3339(), "rb.yml", "rb", "0" * 64, {}, None)
+    writer = ManifestWriter(str(path), manifest)
+    identity = {"id": "a", "name": None, "section": "steps", "provider": "p", "provider_type": "http",
+                "dispatch": "api"}
+    fields = {"started_at": now_rfc3339(), "finished_at": None, "duration_ms": 0, "attempts": [],
+              "request": None, "request_sha256": None, "output": None, "exports": {}, "logs": [],
+              "run_id": None, "error": None}
+
+    def line(record: dict) -> bytes:
+        return json.dumps(record, separators=(",", ":")).encode()
+
+    def on_disk() -> dict:
+        data = json.loads(path.read_text())
+        assert not list(validator("manifest.schema.json").iter_errors(data))
+        return data
+
+    writer.append(line({**identity, **fields, "status": "succeeded"}))
+    writer.open_step(line({**identity, "id": "fan", **fields, "status": "running"}))
+    assert on_disk()["steps"][1]["items"] == []
+    for index in (2, 0, 1):
+        writer.append_item(line({"index": index, **fields, "status": "succeeded", "output": index * 10}))
+        assert [i["index"] for i in on_disk()["steps"][1]["items"]][-1] == index
+    writer.close_step(line({**identity, "id": "fan", **fields, "status": "succeeded", "output": [0, 10, 20]}))
+    data = on_disk()
+    assert data["steps"][1]["status"] == "succeeded"
+    assert [i["output"] for i in data["steps"][1]["items"]] == [0, 10, 20]
+    writer.append(line({**identity, "id": "after", **fields, "status": "succeeded"}))
+    assert [s["id"] for s in on_disk()["steps"]] == ["a", "fan", "after"]
+    writer.finish({**manifest, "run": {**manifest["run"], "status": "succeeded"}})
+    final = on_disk()
+    assert [s["id"] for s in final["steps"]] == ["a", "fan", "after"]
+    assert [i["index"] for i in final["steps"][1]["items"]] == [0, 1, 2]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from engine.emulator import Emulator
 from tests.conftest import ROOT, base_env, run_cli
@@ -187,20 +189,26 @@ def test_invalid_runbook_is_exit_2_with_every_problem(write, tmp_path: Path) -> 
     assert result.stdout == ""
 
 
-def test_plan_imports_no_http_code(tmp_path: Path) -> None:
+def test_plan_imports_no_httpx(tmp_path: Path) -> None:
+    """plan asks the provider modules for their requests, and sending is what imports httpx."""
+    runbooks = [DEMO, str(ROOT / "runbooks" / "pipedream-stash.yml"), str(ROOT / "runbooks" / "http-api.yml")]
     code = (
         "import sys\n"
         "from engine.cli import main\n"
-        f"code = main(['plan', {DEMO!r}, '--json'])\n"
+        f"codes = [main(['plan', path, '--json']) for path in {runbooks!r}]\n"
         "loaded = [m for m in sys.modules if m.split('.')[0] == 'httpx' or m in "
-        "('engine.providers.membrane', 'engine.providers.pipedream', 'engine.providers.http', 'engine.emulator')]\n"
-        "sys.stderr.write(repr(loaded))\n"
-        "sys.exit(code)\n"
+        "('engine.providers._http', 'engine.emulator')]\n"
+        "used = [m for m in ('engine.providers.membrane', 'engine.providers.pipedream', 'engine.providers.http') "
+        "if m in sys.modules]\n"
+        "sys.stderr.write(repr((loaded, used)))\n"
+        "sys.exit(max(codes))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=base_env(),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.strip() == "[]"
+    loaded, used = ast.literal_eval(proc.stderr.strip())
+    assert loaded == []
+    assert len(used) == 3  # the requests shown are the providers' own
 
 
 def test_plan_of_http_and_pipedream_steps(tmp_path: Path) -> None:
@@ -214,3 +222,101 @@ def test_plan_of_http_and_pipedream_steps(tmp_path: Path) -> None:
     assert steps[0]["endpoint"].startswith("POST https://api.pipedream.com/v1/connect/")
     assert steps[0]["request"]["configured_props"]
     assert steps[1]["request"]["stash_id"] == "<steps.download.stash_id>"
+
+
+PROXIED = """
+version: 1
+name: proxied
+vars: {n: 3, channel: C0123}
+providers:
+  pd:
+    type: pipedream
+    project_id: proj_abc123
+    environment: production
+    external_user_id: cus_42
+    token: "{{ secrets.PD_TOKEN }}"
+steps:
+  - id: post
+    provider: pd
+    with: {account_id: apn_kGhJ5Dd}
+    dispatch:
+      api:
+        method: POST
+        url: "https://slack.com/api/chat.postMessage?as_user=1#section"
+        query: {tags: [a, "b c"], dry: true}
+        headers: {Content-Type: application/json, X-Count: "{{ vars.n }}"}
+        body: {channel: "{{ vars.channel }}", text: hello}
+  - id: act
+    provider: pd
+    dispatch: {id: slack-send-message}
+    with: {version: "1.0.0"}
+    input: {channel: "{{ vars.channel }}"}
+"""
+
+
+def test_plan_shows_the_request_the_provider_sends(write, tmp_path: Path, emulator: Emulator) -> None:
+    """For a Connect proxy call (a query, a #fragment) and an action, plan's endpoint, headers
+    and request are what reaches the service: the provider built both."""
+    path = write(PROXIED)
+    env = base_env(PIPEDREAM_BASE_URL=emulator.url, PD_TOKEN="emulator-token")
+    planned = json.loads(run_cli(["plan", str(path), "--json"], cwd=tmp_path, env=env).stdout)
+    assert "emulator-token" not in json.dumps(planned)
+    ran = run_cli(["run", str(path)], cwd=tmp_path, env=env)
+    assert ran.code == 0, ran.stderr
+    received = [r for r in emulator.requests if r["path"].startswith("/v1/connect/")]
+    assert len(received) == 2
+    for step, got in zip(planned["steps"], received, strict=True):
+        method, _, url = step["endpoint"].partition(" ")
+        parts = urlsplit(url)
+        query = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(parts.query).items()}
+        assert (method, f"{parts.scheme}://{parts.netloc}", parts.path, query) == (
+            got["method"], emulator.url, got["path"], got["query"])
+        assert step["headers"]["Authorization"] == "***"
+        assert got["headers"]["authorization"] == "Bearer emulator-token"
+        for name, value in step["headers"].items():
+            if name != "Authorization":
+                assert got["headers"][name.lower()] == value
+        assert step["request"] == ran.step(step["id"])["request"]  # the record, too
+    post = planned["steps"][0]
+    target = base64.urlsafe_b64decode(post["endpoint"].split("/proxy/")[1].split("?")[0] + "==").decode()
+    assert target == post["request"]["url"] == \
+        "https://slack.com/api/chat.postMessage?as_user=1&tags=a&tags=b+c&dry=true#section"
+    assert received[0]["body"] == post["request"]["body"] == {"channel": "C0123", "text": "hello"}
+    assert post["headers"]["x-pd-proxy-X-Count"] == "3"  # sent as a string, as shown
+    act = planned["steps"][1]
+    assert received[1]["body"] == act["request"]
+    assert "with" not in act  # its options are in the request
+
+
+def test_plan_shows_header_names_never_secrets_and_warns_of_a_refused_request(write, tmp_path: Path) -> None:
+    path = write("""
+        version: 1
+        name: headers
+        providers:
+          api:
+            type: http
+            base_url: "https://api.example.com"
+            headers: {Authorization: "Bearer {{ secrets.API_KEY }}", X-Key: "{{ secrets.API_KEY | upper }}",
+                      Accept: application/json}
+          bare: {type: http}
+        steps:
+          - id: get
+            provider: api
+            dispatch: {api: {path: /me, headers: {X-Trace: t1}}}
+            with: {expect_status: [200, 404]}
+          - {id: nowhere, provider: bare, dispatch: {api: {path: /x}}}
+    """)
+    env = base_env(API_KEY="s3cr3t-header-value")
+    result = run_cli(["plan", str(path), "--json"], cwd=tmp_path, env=env)
+    assert result.code == 0, result.stderr
+    assert "s3cr3t" not in result.stdout.lower() + result.stderr.lower()
+    get, nowhere = json.loads(result.stdout)["steps"]
+    assert get["endpoint"] == "GET https://api.example.com/me"
+    assert get["headers"] == {"Authorization": "***", "X-Key": "***", "Accept": "application/json", "X-Trace": "t1"}
+    assert get["with"] == {"expect_status": [200, 404]}  # not in the request: shown apart
+    assert nowhere["endpoint"] is None and nowhere["request"].startswith("<error: ")
+    assert (f"{path}:15:45: warning: steps[1] (nowhere) dispatch: fails at run time: "
+            "http provider 'bare' has no base_url") in result.stderr
+    text = run_cli(["plan", str(path)], cwd=tmp_path, env=env)
+    assert "   headers   Authorization: ***, X-Key: ***, Accept: application/json, X-Trace: t1\n" in text.stdout
+    assert "s3cr3t" not in text.stdout.lower()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from engine.providers.base import ActionResult
 from tests.conftest import base_env, install_plugin, run_cli
 
 PLUGIN = '''
@@ -108,3 +110,127 @@ def test_unknown_type_is_a_validation_error_without_plugins(write, tmp_path: Pat
     """)
     result = run_cli(["validate", str(path)], cwd=tmp_path, env=base_env())
     assert result.code == 2 and "unknown provider 'echo'" in result.stderr
+
+
+#: Written against the Provider protocol without subclassing anything, with some of its
+#: optional capabilities: a credential proof, a target, replay.
+CAPABLE_PLUGIN = '''
+from engine.providers.base import ActionResult, ProviderError
+
+
+class KeyedProvider:
+    type_name = "keyed"
+    styles = ("id",)
+    config_schema = {"type": "object"}
+
+    def __init__(self, name, config, *, env, redactor):
+        self.key = config.get("key", "")
+
+    def target(self):
+        return "keyed:" + self.key
+
+    def verify_credentials(self, timeout):
+        if self.key != "good":
+            raise ProviderError("authentication", "the key was refused")
+
+    def request_body(self, call):
+        return {"id": call.target, "input": call.input}
+
+    def send(self, call, timeout):
+        return ActionResult(output={"sent": call.input}, run_id="k-1")
+
+    def replay(self, style, request, timeout):
+        return ActionResult(output={"replayed": request["input"]}, run_id="k-2")
+
+    def close(self):
+        pass
+'''
+
+
+def test_a_plugin_class_gets_the_protocol_defaults_once() -> None:
+    from engine.providers.base import ActionCall, Provider, ProviderError
+    from engine.providers.registry import as_provider_class
+
+    class Bare:  # the least a plugin class has
+        def __init__(self, name, config, *, env, redactor):
+            self.name = name
+
+        def request_body(self, call):
+            return {"id": call.target}
+
+        def send(self, call, timeout):
+            return ActionResult(output=None)
+
+        def close(self):
+            pass
+
+    class Replaying(Bare):
+        styles = ("id", "key")
+
+        def replay(self, style, request, timeout):
+            return ActionResult(output=request)
+
+    bare = as_provider_class("bare", Bare)
+    assert issubclass(bare, Bare) and bare.__name__ == "Bare"
+    assert (bare.type_name, bare.styles, bare.config_schema, bare.step_extras) == ("bare", ("api",),
+                                                                                 {"type": "object"}, ())
+    assert (bare.replays, bare.run_logs) == (False, False)
+    assert bare.emulated_config({"type": "bare"}, "http://127.0.0.1:1") is None
+    assert bare.request_builder("b", {}, env={}) is None
+    instance = bare("b", {}, env={}, redactor=None)
+    assert instance.name == "b" and instance.target() == "" and instance.verify_credentials(1.0) is None
+    with pytest.raises(ProviderError, match="cannot replay"):
+        instance.replay("id", {}, 1.0)
+    assert instance.request_body(ActionCall("id", "x", None, {})) == {"id": "x"}
+
+    replaying = as_provider_class("replaying", Replaying)
+    assert replaying.replays and replaying.styles == ("id", "key")
+    assert replaying("r", {}, env={}, redactor=None).replay("id", {"a": 1}, 1.0).output == {"a": 1}
+    assert as_provider_class("membrane", replaying) is replaying  # already a Provider: as it is
+    assert Provider in replaying.__mro__
+
+
+def test_a_plugin_s_optional_capabilities_are_used(write, tmp_path: Path) -> None:
+    env = install_plugin(tmp_path, "keyedplugin", CAPABLE_PLUGIN, {"keyed": "keyedplugin:KeyedProvider"})
+    text = """
+        version: 1
+        name: keyed
+        providers:
+          k: {type: keyed, key: KEY}
+        steps:
+          - {id: a, provider: k, dispatch: {id: say}, input: hi}
+    """
+    refused = run_cli(["run", str(write(text.replace("KEY", "bad")))], cwd=tmp_path, env=env)
+    assert refused.code == 2
+    assert "providers.k: its credentials could not be proved before the first step: the key was refused" \
+        in refused.stderr
+    path = write(text.replace("KEY", "good"))
+    ran = run_cli(["run", str(path), "--emulate"], cwd=tmp_path, env=env)  # no emulator: its config kept
+    assert ran.code == 0, ran.stderr
+    assert ran.step("a")["output"] == {"sent": "hi"}
+    replayed = run_cli(["replay", str(ran.manifest_path), "--manifest", str(tmp_path / "again.json")],
+                       cwd=tmp_path, env=env, manifest=False)
+    assert replayed.code == 0, replayed.stderr
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["steps"][0]["output"] == {"replayed": "hi"}
+    planned = json.loads(run_cli(["plan", str(path), "--json"], cwd=tmp_path, env=env).stdout)
+    (step,) = planned["steps"]
+    assert (step["endpoint"], step["headers"]) == (None, None)  # a plugin does not say how it sends
+    assert step["request"] == {"dispatch": {"id": "say"}, "input": "hi"}
+
+
+def test_replaying_a_plugin_without_replay_says_so(write, tmp_path: Path, plugin_env) -> None:
+    path = write("""
+        version: 1
+        name: echo
+        steps:
+          - {id: a, provider: echo, dispatch: {id: say}, input: hi}
+    """)
+    ran = run_cli(["run", str(path)], cwd=tmp_path, env=plugin_env)
+    assert ran.code == 0, ran.stderr
+    replayed = run_cli(["replay", str(ran.manifest_path), "--manifest", str(tmp_path / "again.json")],
+                       cwd=tmp_path, env=plugin_env, manifest=False)
+    assert replayed.code == 1
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["steps"][0]["error"]["message"] == "provider type 'echo' cannot replay requests"
+    assert again["steps"][0]["attempts"] == []  # nothing was sent

@@ -280,3 +280,154 @@ def test_on_a_terminal_the_step_in_flight_shows_its_elapsed_time(write, tmp_path
     # the progress line was cleared (blanked, then a carriage return) before the result line
     assert result_line.split("\r")[-1].startswith("ok    wait")
     assert any(line.startswith("manifest: ") for line in lines)
+
+
+# --- the registry (engine.report) and the escaping every output shares (engine.report.text) ---------
+
+
+def _manifest() -> dict:
+    return {
+        "run": {"id": "20260101T000000Z-abcdef", "status": "failed", "started_at": "2026-01-01T00:00:00Z",
+                "duration_ms": 12},
+        "runbook": {"name": "nightly", "path": "nightly.yml"},
+        "steps": [{"id": "a", "provider": "crm", "provider_type": "membrane", "dispatch": "id",
+                   "status": "failed", "duration_ms": 3,
+                   "error": {"type": "client_error", "message": "no \x1b[31m|`x`|", "http_status": 422}}],
+        "outputs": {"k": "v"},
+    }
+
+
+def test_report_options_keep_the_reports_asked_for_in_the_registry_order() -> None:
+    from engine.report import REPORTS, ReportOptions
+
+    options = ReportOptions("json", {"summary": "s.md", "junit": None})
+    assert options.paths == {"summary": "s.md"}
+    assert options.json and options.needs_manifest
+    both = ReportOptions("text", {"summary": "s.md", "junit": "j.xml"})
+    assert list(both.paths) == [name for name in REPORTS if name in both.paths] == ["junit", "summary"]
+    plain = ReportOptions()
+    assert plain.paths == {} and not plain.json and not plain.needs_manifest
+    out, err = object(), object()
+    assert plain.console(out, err) is out and options.console(out, err) is err  # JSON owns stdout
+    with pytest.raises(ValueError, match="html"):
+        ReportOptions(paths={"html": "r.html"})
+    with pytest.raises(ValueError, match="xml"):
+        ReportOptions("xml")
+
+
+def test_every_registered_report_has_a_writer_and_an_option_of_run() -> None:
+    from engine.cli import cli
+    from engine.report import REPORTS
+
+    run_options = {opt for param in cli.commands["run"].params for opt in getattr(param, "opts", ())}
+    for name, report in REPORTS.items():
+        assert report.option == f"--{name}" and report.option in run_options
+        assert callable(report.writer())
+        assert "{path}" in report.failure
+
+
+def test_the_registry_imports_no_report_until_one_is_written(tmp_path: Path) -> None:
+    code = ("import sys, engine.report; "
+            "print(sorted(m for m in sys.modules if m.startswith('engine.report.')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=base_env(), check=True)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_write_files_writes_each_report_and_says_which_could_not_be(tmp_path: Path) -> None:
+    from engine.report import ReportOptions
+
+    junit, summary = tmp_path / "out" / "j.xml", tmp_path / "s.md"
+    assert ReportOptions(paths={"junit": str(junit), "summary": str(summary)}).write_files(_manifest(), "m.json") == []
+    assert ET.fromstring(junit.read_bytes()).find("testsuite").get("failures") == "1"
+    assert summary.read_text(encoding="utf-8").startswith("### ❌ runbook `nightly`: failed")
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    problems = ReportOptions(paths={"junit": str(folder), "summary": str(folder)}).write_files(_manifest(), None)
+    assert problems == [f"cannot write the JUnit report {folder}: Is a directory",
+                        f"cannot append the summary to {folder}: Is a directory"]
+
+
+def test_a_report_added_to_the_registry_is_written_like_the_others(tmp_path: Path, monkeypatch) -> None:
+    import io
+    import types
+
+    import engine.report as report
+
+    written = []
+    module = types.ModuleType("engine.report.fake")
+    module.write = lambda path, manifest, manifest_path: written.append((path, manifest["run"]["id"], manifest_path))
+    monkeypatch.setitem(sys.modules, "engine.report.fake", module)
+    monkeypatch.setitem(report.REPORTS, "fake", report.Report("--fake", "engine.report.fake", "cannot {path}"))
+    options = report.ReportOptions("json", {"fake": "f.out"})
+    stdout, stderr = io.StringIO(), io.StringIO()
+    options.publish(_manifest(), "m.json", stdout=stdout, stderr=stderr)
+    assert written == [("f.out", "20260101T000000Z-abcdef", "m.json")]
+    assert '"nightly"' in stdout.getvalue() and stderr.getvalue() == ""
+
+
+def test_on_refusal_writes_the_not_run_reports_and_re_raises(tmp_path: Path) -> None:
+    from engine.errors import RunbookError
+    from engine.report import ReportOptions
+
+    (tmp_path / "rb.yml").write_text("version: 1\nname: refused\nsteps: []\n")
+    junit = tmp_path / "j.xml"
+    with pytest.raises(RunbookError, match="nope"), ReportOptions(paths={"junit": str(junit)}).on_refusal(
+            str(tmp_path / "rb.yml")):
+        raise RunbookError("nope")
+    suite = ET.fromstring(junit.read_bytes()).find("testsuite")
+    assert suite.get("name") == "refused" and suite.find("testcase/failure").get("message") == "invalid: nope"
+    with pytest.raises(RunbookError), ReportOptions().on_refusal("rb.yml"):  # nothing asked for: nothing written
+        raise RunbookError("nope")
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain", "plain"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("a\rb\x00c\x7fd\x9fe", "a\\rb\\x00c\\x7fd\\x9fe"),
+        ("tab\tkept", "tab\tkept"),
+        ("two\nlines", "two\n        lines"),  # continuation lines indented under the step's line
+    ],
+)
+def test_visible_escapes_what_a_terminal_would_obey(raw: str, shown: str) -> None:
+    from engine.report.text import visible
+
+    assert visible(raw) == shown
+
+
+def test_xml_text_escapes_what_xml_cannot_carry_and_keeps_the_rest() -> None:
+    from engine.report.text import xml
+
+    raw = "ok\t\n\r é 😀 \x00 \x1b[1m \ud800 \ufffe <&>"
+    text = xml(raw)
+    assert text == "ok\t\n\r é 😀 \\x00 \\x1b[1m \\ud800 \\ufffe <&>"
+    element = ET.Element("e", {"a": text})
+    element.text = text
+    parsed = ET.fromstring(ET.tostring(element))  # well-formed: nothing XML 1.0 refuses is left
+    assert parsed.get("a") == text and "\\x1b[1m" in parsed.text
+    assert xml(3) == "3"
+
+
+def test_workflow_command_escaping() -> None:
+    from engine.report.github import annotation
+    from engine.report.text import workflow_message, workflow_property
+
+    assert workflow_message("100% done\r\nnext: a,b") == "100%25 done%0D%0Anext: a,b"
+    assert workflow_property("dir:a,b%\n.yml") == "dir%3Aa%2Cb%25%0A.yml"
+    from engine.errors import Problem
+
+    assert annotation(Problem("a:b.yml", 3, 4, "bad,\nvery", "warning")) == \
+        "::warning file=a%3Ab.yml,line=3,col=4::bad,%0Avery"
+
+
+def test_markdown_escaping() -> None:
+    from engine.report.text import markdown_code, markdown_prose
+
+    assert markdown_prose("<b>a|b</b> & \r\nc") == "&lt;b&gt;a\\|b&lt;/b&gt; &amp;  c"
+    assert markdown_code("a|b") == "`a\\|b`"
+    assert markdown_code("a|b", table=False) == "`a|b`"
+    assert markdown_code("has `tick`") == "``has `tick```"
+    assert markdown_code("x\ny\x1b") == "`x y\\x1b`"
+    assert markdown_code("abcdef", 4) == "`abc…`"
+    assert markdown_code("") == ""

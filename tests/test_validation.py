@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine.errors import LocatedErrors
 from engine.validation import load_runbook
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 FIVE_MISTAKES = """
 version: 1
@@ -167,3 +171,111 @@ def test_schema_command_prints_the_schemas(tmp_path: Path) -> None:
         result = run_cli(["schema", which], cwd=tmp_path)
         assert result.code == 0
         assert json.loads(result.stdout)["title"] == title
+
+
+# --- The one wording of schema errors (engine.schemas) -------------------------------------
+
+
+def test_a_rendered_provider_configuration_is_worded_as_validation_words_it(write, tmp_path: Path) -> None:
+    path = write("""
+        version: 1
+        name: rendered
+        vars: {flag: maybe, project: abc}
+        providers:
+          web: {type: http, base_url: "https://api.example.com", insecure: "{{ vars.flag }}"}
+          pd: {type: pipedream, project_id: "{{ vars.project }}", environment: development, external_user_id: u}
+        steps:
+          - {id: a, provider: web, dispatch: {api: {path: /x}}}
+          - {id: b, provider: pd, dispatch: {id: x}}
+    """)
+    assert run_cli(["validate", str(path)], cwd=tmp_path).code == 0  # templates are checked once rendered
+    result = run_cli(["run", str(path)], cwd=tmp_path)
+    assert result.code == 2
+    assert result.stderr.splitlines() == [
+        f"{path}:5:8: providers.web.insecure: expected true or false, got a string",
+        f"{path}:6:7: providers.pd.project_id: 'abc' does not match the pattern ^proj_[a-zA-Z0-9]+$",
+    ]
+    assert not result.manifest_path.exists()
+
+
+def test_messages_come_from_the_failed_keyword_and_the_schemas_annotation() -> None:
+    from engine.schemas import checker, schema_messages
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "every": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$",
+                      "x-messages": {"pattern": "{value} is not an interval"}},
+            "plain": {"type": "string", "pattern": "^(ms|s|m|h)$"},  # a duration-like regex, no annotation
+            "odd": {"type": "string", "minLength": 3, "x-messages": {"minLength": "{nothing} we give"}},
+            "pair": {"type": "object", "maxProperties": 1, "x-messages": {"maxProperties": "one of ({keys})"}},
+        },
+    }
+    found = schema_messages(checker(schema), {"every": "soon", "plain": "10s", "odd": "ab", "pair": {"a": 1, "b": 2}},
+                            ("top",))
+    assert sorted((m.field, m.text) for m in found) == [
+        (("top", "every"), "'soon' is not an interval"),
+        (("top", "odd"), "'ab' is too short"),  # a placeholder we do not give: jsonschema's message
+        (("top", "pair"), "one of (a, b)"),
+        (("top", "plain"), "'10s' does not match the pattern ^(ms|s|m|h)$"),
+    ]
+
+
+def test_unknown_and_missing_keys_point_at_the_key() -> None:
+    from engine.schemas import checker, schema_messages
+
+    schema = {"type": "object", "required": ["name"], "additionalProperties": False,
+              "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}
+    found = schema_messages(checker(schema), {"nmae": "x", "count": "3"}, ("p",), written={("p", "count"): "3"})
+    assert sorted((m.field, m.text, m.at, m.key) for m in found) == [
+        (("p",), "missing required key 'name'", ("p",), False),
+        (("p",), "unknown key 'nmae' (did you mean 'name'?)", ("p", "nmae"), True),
+        (("p", "count"), "expected an integer, got a string", ("p", "count"), False),
+    ]
+
+
+def test_every_message_annotation_names_a_keyword_of_its_schema() -> None:
+    from engine.schemas import load_schema, schema_dir
+
+    def annotations(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            if "x-messages" in node:
+                yield node
+            for key, value in node.items():
+                if key not in ("examples", "default", "const", "enum", "x-messages"):
+                    yield from annotations(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from annotations(value)
+
+    names = [str(p.relative_to(schema_dir())) for p in sorted(schema_dir().rglob("*.json"))]
+    found = [node for name in names for node in annotations(load_schema(name))]
+    assert len(found) >= 5
+    for node in found:
+        for keyword, text in node["x-messages"].items():
+            assert keyword in node, f"x-messages names {keyword!r}, which its schema does not have"
+            text.format(value="'v'", keys="a, b")  # only the placeholders engine.schemas gives
+
+
+def test_checkers_are_kept_and_their_caches_bounded() -> None:
+    from engine import conformance, schemas
+
+    schema: dict[str, Any] = {"type": "object"}
+    assert schemas.checker(schema) is schemas.checker(schema)
+    assert schemas.validator("runbook.schema.json") is schemas.validator("runbook.schema.json")
+    for i in range(100):
+        schemas.checker({"type": "object", "maxProperties": i})
+        conformance.conforms({"maxProperties": i}, {})
+    for cached in (schemas._checker_of, schemas.validator, conformance._predicate_of):
+        info = cached.cache_info()
+        assert info.maxsize is not None and info.currsize <= info.maxsize
+
+
+def test_validating_a_valid_runbook_never_imports_jsonschema(tmp_path: Path) -> None:
+    code = ("import sys; from engine.validation import check_file; "
+            "assert check_file(sys.argv[1]) == []; "
+            "assert 'jsonschema' not in sys.modules, 'jsonschema imported'")
+    for name in ("demo.yml", "pipedream-stash.yml", "http-api.yml"):
+        proc = subprocess.run([sys.executable, "-c", code, str(ROOT / "runbooks" / name)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr

@@ -11,8 +11,10 @@ the real ``vars`` and ``env``; what only a run can know is a placeholder:
 
 So a step that depends on an earlier step's output still gets a plan. ``when``
 is decided now when it needs only ``vars``/``env``; otherwise it says "at run
-time". The request is shown as the provider type would build it (for the
-built-in types, from the same rules as their ``request_body``).
+time". The request is the provider type's own: its ``request_builder`` (made from the
+rendered provider block, without credentials) gives the record a run keeps
+(``request_body``) and the HTTP request it sends (``build_request``: where it goes and
+its headers, each credential as ``***``).
 """
 
 from __future__ import annotations
@@ -23,27 +25,18 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
-from urllib.parse import urlencode, urlsplit
 
 from engine.errors import Problem
 from engine.model import Runbook, Step
 from engine.preflight import secret_references
+from engine.providers.base import ActionCall, ProviderError, RequestBuilder
+from engine.providers.registry import provider_class
 from engine.templating import REDACTED, Templates, field_name, is_template, iter_templates, truthy
 from engine.validation import load_checked
 from engine.vars import cli_var_names, resolve_vars
 
 __all__ = ["plan", "build_plan", "format_plan"]
 
-# Where the built-in types send when neither the providers: block nor the environment says
-# (engine/providers/*.py; repeated here because importing them imports httpx).
-_DEFAULT_BASE = {"membrane": "https://api.getmembrane.com", "pipedream": "https://api.pipedream.com"}
-_BASE_ENV = {"membrane": "MEMBRANE_BASE_URL", "pipedream": "PIPEDREAM_BASE_URL"}
-_MEMBRANE_OPTIONS = {
-    "connection_id": "connectionId",
-    "connection_key": "connectionKey",
-    "integration_id": "integrationId",
-    "integration_key": "integrationKey",
-}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.S)
 
@@ -79,7 +72,7 @@ class _Unknown:
         raise _NeedsRun(_placeholder(self))
 
     __str__ = __bool__ = __len__ = __iter__ = __contains__ = _needs_run
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _needs_run  # type: ignore[assignment]
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _needs_run
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _needs_run
     __truediv__ = __rtruediv__ = __mod__ = __rmod__ = __int__ = __float__ = _needs_run
     __hash__ = object.__hash__
@@ -138,8 +131,9 @@ class _Planner:
             "env": environ,
             "run": _Unknown(("run",), {"dry_run": False}),
         }
+        self._builders: dict[str, RequestBuilder | None] = {}
 
-    def _problem(self, path: tuple, source: str, message: str) -> str:
+    def _problem(self, path: tuple[Any, ...], source: str, message: str) -> str:
         unset = [v for v in self.templates.compile(source).analysis.vars if v not in self.variables]
         if unset:  # validation already warned about it, at the same place
             return f"<error: vars.{unset[0]} is not set>"
@@ -147,7 +141,7 @@ class _Planner:
             path, f"{self._label(path)}: fails at run time: {message}", severity="warning"))
         return f"<error: {message}>"
 
-    def _label(self, path: tuple) -> str:
+    def _label(self, path: tuple[Any, ...]) -> str:
         """``steps[1] (notify) input.text``, as validation names a field."""
         if len(path) >= 2 and path[0] in ("steps", "finally") and isinstance(path[1], int):
             steps = self.runbook.steps if path[0] == "steps" else self.runbook.finally_steps
@@ -162,7 +156,7 @@ class _Planner:
         names = self.templates.compile(source).analysis.names
         return "steps" in names or "run" in names
 
-    def template(self, source: str, path: tuple) -> Any:
+    def template(self, source: str, path: tuple[Any, ...]) -> Any:
         """One template string, rendered as far as it can be."""
         if self.templates.compile(source).analysis.tainted:
             return REDACTED
@@ -173,7 +167,7 @@ class _Planner:
                 return self._problem(path, source, _describe(exc))
         return self._by_expression(source, path)
 
-    def _by_expression(self, source: str, path: tuple) -> Any:
+    def _by_expression(self, source: str, path: tuple[Any, ...]) -> Any:
         """Each ``{{ expression }}`` on its own: known ones rendered, the others placeholders."""
         matches = list(_EXPRESSION.finditer(source))
         if "{%" in source or "{#" in source or not matches:
@@ -199,7 +193,7 @@ class _Planner:
         pieces.append(source[pos:])
         return "".join(pieces)
 
-    def value(self, value: Any, path: tuple) -> Any:
+    def value(self, value: Any, path: tuple[Any, ...]) -> Any:
         """Every template inside ``value`` rendered as far as it can be."""
         if isinstance(value, str):
             return self.template(value, path) if is_template(value) else value
@@ -214,7 +208,7 @@ class _Planner:
             return {"decided": True, "runs": True, "expression": None}
         if isinstance(step.when, bool):
             return {"decided": True, "runs": step.when, "expression": str(step.when).lower()}
-        source = self.templates.condition(step.when)
+        source = str(self.templates.condition(step.when))  # a str (a bool returned above)
         expression = _expression_text(source)
         if self.templates.compile(source).analysis.tainted:
             return {"decided": False, "runs": None, "expression": expression,
@@ -235,22 +229,56 @@ class _Planner:
         config = self.value(spec.config, spec.path)
         return config if isinstance(config, dict) else {}
 
+    def builder(self, name: str, type_name: str) -> RequestBuilder | None:
+        """The request rules of provider ``name``, from its block as rendered here (so a
+        value read from a secret is ``***``); None for a type that cannot show them."""
+        if name not in self._builders:
+            self._builders[name] = provider_class(type_name).request_builder(
+                name, self.provider_config(name), env=self.environ)
+        return self._builders[name]
+
+    def request(self, step: Step, call: ActionCall, deferred: bool) -> tuple[Any, str | None, Any, bool]:
+        """(the request record, where it goes, its headers, whether ``with`` is in the record)."""
+        builder = self.builder(step.provider, step.provider_type)
+        if builder is None:  # a plugin type: the step as the runbook gives it
+            body: dict[str, Any] = {"dispatch": {call.style: call.target}}
+            if call.input is not None:
+                body["input"] = call.input
+            return body, None, None, False
+        try:
+            record = builder.request_body(call)
+            wire = builder.build_request(call)
+        except ProviderError as exc:
+            # with earlier outputs still placeholders, the run may well build it
+            if not deferred:
+                where = step.path + ("dispatch",)
+                self.problems.append(self.runbook.source.problem(
+                    where, f"{self._label(where)}: fails at run time: {exc.message}", severity="warning"))
+            return f"<error: {exc.message}>", None, None, True
+        try:
+            consumed = builder.request_body(call._replace(options={})) != record
+        except ProviderError:
+            consumed = True
+        return record, f"{wire.method} {wire.url}", wire.shown_headers(), consumed
+
     def step(self, step: Step) -> dict[str, Any]:
         target = self.value(step.target, step.path + ("dispatch", step.style))
         inp = self.value(step.input, step.path + ("input",))
         options = self.value(step.options, step.path + ("with",))
-        config = self.provider_config(step.provider)
-        endpoint, request, consumed = _request(step.provider_type, step.style, target, inp,
-                                               options, config, self.environ)
         uses: dict[str, None] = {}
         secrets: dict[str, None] = {}
         for source in _step_templates(step, self.templates):
             analysis = self.templates.compile(source).analysis
             uses.update(dict.fromkeys(analysis.steps))
             secrets.update(dict.fromkeys(analysis.secrets))
+        deferred = any(self._deferred(src) for value in (step.target, step.input, step.options)
+                       for _, src in iter_templates(value))
+        call = ActionCall(step.style, target, inp, options if isinstance(options, dict) else {})
+        request, endpoint, headers, consumed = self.request(step, call, deferred)
         planned: dict[str, Any] = {
             **step.identity(),
             "endpoint": endpoint,
+            "headers": headers,
             "when": self.when(step),
             "uses": [f"steps.{s}" for s in uses],
             "secrets": list(secrets),
@@ -259,7 +287,7 @@ class _Planner:
             "retry": {"attempts": step.retry.attempts, "backoff": step.retry.backoff,
                       "on": sorted(step.retry.on)},
             "continue_on_error": step.continue_on_error,
-            "assert": [_expression_text(self.templates.condition(a)) for a in step.asserts],
+            "assert": [_expression_text(str(self.templates.condition(a))) for a in step.asserts],
         }
         if options and not consumed:
             planned["with"] = options
@@ -271,7 +299,7 @@ def _describe(exc: Exception) -> str:
     return text if type(exc).__name__ in ("UndefinedError", "SecurityError") else f"{type(exc).__name__}: {text}"
 
 
-def _where(path: tuple) -> str:
+def _where(path: tuple[Any, ...]) -> str:
     return field_name(path) or "runbook"
 
 
@@ -283,91 +311,8 @@ def _expression_text(source: str) -> str:
 def _step_templates(step: Step, templates: Templates) -> list[str]:
     found = [src for value in (step.target, step.input, step.options) for _, src in iter_templates(value)]
     if isinstance(step.when, str):
-        found.append(templates.condition(step.when))
+        found.append(str(templates.condition(step.when)))
     return found
-
-
-def _setting(config: Mapping[str, Any], environ: Mapping[str, str], key: str, env_name: str) -> str | None:
-    value = config.get(key)
-    if value is None:
-        value = environ.get(env_name)
-    return None if value is None else str(value)
-
-
-def _with_query(url: str, query: Any) -> str:
-    if not isinstance(query, dict) or not query:
-        return url
-    pairs = []
-    for key, value in query.items():
-        for item in value if isinstance(value, list) else [value]:
-            text = ("true" if item else "false") if isinstance(item, bool) else ("" if item is None else str(item))
-            pairs.append((str(key), text))
-    return url + ("&" if urlsplit(url).query else "?") + urlencode(pairs, safe="<>.*")
-
-
-def _request(ptype: str, style: str, target: Any, inp: Any, options: Any, config: Mapping[str, Any],
-             environ: Mapping[str, str]) -> tuple[str | None, Any, bool]:
-    """(where it goes, the request body as the provider builds it, whether ``with`` is in it)."""
-    options = options if isinstance(options, dict) else {}
-    base = None
-    if ptype in _DEFAULT_BASE:
-        base = str(_setting(config, environ, "base_url", _BASE_ENV[ptype]) or _DEFAULT_BASE[ptype]).rstrip("/")
-    if ptype == "membrane":
-        body_target = target
-        if style == "api" and isinstance(target, dict):
-            body_target = {"method": target.get("method", "GET"), **target}
-        body: dict[str, Any] = {style: body_target}
-        for option, wire in _MEMBRANE_OPTIONS.items():
-            if options.get(option) is not None:
-                body[wire] = options[option]
-        if inp is not None:
-            body["input"] = inp
-        if options.get("meta") is not None:
-            body["meta"] = options["meta"]
-        return f"POST {base}/act", body, True
-    if ptype == "pipedream":
-        project = _setting(config, environ, "project_id", "PIPEDREAM_PROJECT_ID") or "<PIPEDREAM_PROJECT_ID>"
-        environment = _setting(config, environ, "environment", "PIPEDREAM_PROJECT_ENVIRONMENT") or "<unset>"
-        user = options.get("external_user_id") or config.get("external_user_id")
-        if style == "id":
-            body = {"id": target, "external_user_id": user}
-            if options.get("version") is not None:
-                body["version"] = options["version"]
-            body["configured_props"] = {} if inp is None else inp
-            for option in ("dynamic_props_id", "stash_id"):
-                if options.get(option) is not None:
-                    body[option] = options[option]
-            return (f"POST {base}/v1/connect/{project}/actions/run (x-pd-environment: {environment})",
-                    body, True)
-        if style == "api" and isinstance(target, dict):
-            url = _with_query(str(target.get("url", "")), target.get("query"))
-            method = str(target.get("method") or "GET").upper()
-            body = {"method": method, "url": url}
-            if target.get("headers"):
-                body["headers"] = target["headers"]
-            if "body" in target:
-                body["body"] = target["body"]
-            body["external_user_id"] = user
-            body["account_id"] = options.get("account_id")
-            return (f"{method} {url} through the Connect proxy of {project} "
-                    f"(x-pd-environment: {environment})", body, True)
-    if ptype == "http" and isinstance(target, dict):
-        method = str(target.get("method", "GET"))
-        if "url" in target:
-            url = str(target["url"])
-        else:
-            path = str(target.get("path", ""))
-            base_url = str(config.get("base_url") or "<base_url>").rstrip("/")
-            url = base_url + (path if path.startswith("/") else "/" + path)
-        body = {"method": method, "url": url}
-        for key in ("query", "headers", "body"):
-            if key in target:
-                body[key] = target[key]
-        return f"{method} {_with_query(url, target.get('query'))}", body, False
-    body = {"dispatch": {style: target}}
-    if inp is not None:
-        body["input"] = inp
-    return None, body, False
 
 
 def build_plan(runbook: Runbook, templates: Templates, variables: Mapping[str, Any],
@@ -442,6 +387,8 @@ def format_plan(data: dict[str, Any]) -> str:
             provider = step["provider"] if step["provider"] == step["provider_type"] \
                 else f"{step['provider']} ({step['provider_type']})"
             out.append(f"   provider  {provider}" + (f": {step['endpoint']}" if step["endpoint"] else ""))
+            if step["headers"]:
+                out.append("   headers   " + ", ".join(f"{k}: {v}" for k, v in step["headers"].items()))
             out.append(f"   dispatch  {step['dispatch']}")
             out.append(f"   when      {_when_text(step['when'])}")
             if step["uses"]:

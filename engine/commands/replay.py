@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from engine.errors import ManifestError, RunbookError
 from engine.manifest import git_info, header, read_manifest
-from engine.model import EXIT_CODES, Status
+from engine.model import EXIT_CODES, Status, Step
 from engine.providers.base import ProviderError
 from engine.recording import Recording
+from engine.report import ReportOptions
 from engine.runner import Runner
 from engine.session import default_manifest_path, new_run_info, prepared_run
 from engine.templating import REDACTED, Templates
 from engine.validation import load_runbook
 
 __all__ = ["replay"]
-
 
 
 def _redacted(value: Any) -> bool:
@@ -39,11 +38,14 @@ def replay(
     from_run_log: str | None = None,
     out_path: str | None = None,
     emulate: bool = False,
-    json_output: bool = False,
+    reports: ReportOptions | None = None,
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
 ) -> int:
-    """Re-send recorded requests (all, or ``step_ids``) and write a new manifest."""
+    """Re-send recorded requests (all, or ``step_ids``) and write a new manifest.
+
+    ``reports``: the new manifest on stdout (``--json``) and any file report."""
+    reports = reports or ReportOptions()
     previous = read_manifest(manifest_path)
     runbook_path = previous["runbook"]["path"]
     if not os.path.isfile(runbook_path):
@@ -51,6 +53,31 @@ def replay(
                             f"{runbook_path}, which is not there")
     templates = Templates()
     runbook, _ = load_runbook(runbook_path, templates)
+    chosen = _chosen(manifest_path, previous, step_ids, from_run_log)
+    steps = {s.id: s for s in runbook.steps + runbook.finally_steps}
+    _check_resendable(manifest_path, runbook_path, chosen, steps, from_run_log)
+
+    selected = tuple(steps[r["id"]] for r in chosen)
+    trimmed = runbook._replace(steps=selected, finally_steps=(), outputs={})
+    run_info = new_run_info()
+    path = out_path or default_manifest_path(run_info["id"])
+    with prepared_run(trimmed, templates, previous["vars"], run_info, emulate) as prepared:
+        manifest = header(run_info["id"], run_info["started_at"], runbook_path, runbook.name,
+                          runbook.sha256, previous["vars"], git_info(runbook_path), emulated=emulate)
+        manifest["run"]["replay_of"] = previous["run"]["id"]
+        recording = Recording(path, manifest, prepared.redactor, reports.console(stdout, stderr), trimmed)
+        runner = Runner(trimmed, templates, vars=previous["vars"], environ=prepared.environ,
+                        run_info=run_info, providers=prepared.providers,
+                        redactor=prepared.redactor, targets=prepared.targets, observer=recording)
+        status = _resend(runner, prepared.providers, list(zip(selected, chosen, strict=True)), from_run_log)
+    final = recording.finish(status, {}, None)
+    reports.publish(final, path, stdout=stdout, stderr=stderr)
+    return EXIT_CODES[status]
+
+
+def _chosen(manifest_path: str, previous: dict[str, Any], step_ids: Sequence[str],
+            from_run_log: str | None) -> list[dict[str, Any]]:
+    """The records to replay: those of ``step_ids``, else every one that sent a request."""
     records = {r["id"]: r for r in previous["steps"]}
     for sid in step_ids:
         if sid not in records:
@@ -59,50 +86,53 @@ def replay(
         r for r in previous["steps"] if r["request"] is not None]
     if from_run_log and (len(chosen) != 1 or chosen[0]["provider_type"] != "membrane"):
         raise RunbookError("replay --from-run-log takes exactly one --step, of a membrane provider")
-    steps = {s.id: s for s in runbook.steps + runbook.finally_steps}
-    problems = []
-    for record in chosen:
-        if record["id"] not in steps:
-            problems.append(f"step {record['id']!r} is no longer in {runbook_path}")
-        elif record["request"] is None and not from_run_log:
-            problems.append(f"step {record['id']!r} sent nothing (it was {record['status']})")
-        elif _redacted(record["request"]) and not from_run_log:
-            problems.append(f"step {record['id']!r}: its recorded request holds redacted secrets "
-                            "(***), which replay cannot re-send; run the runbook again instead")
+    return chosen
+
+
+def _check_resendable(manifest_path: str, runbook_path: str, chosen: list[dict[str, Any]],
+                      steps: dict[str, Step], from_run_log: str | None) -> None:
+    """Raise every reason a chosen record cannot be sent again, at once."""
+    problems = [problem for record in chosen
+                if (problem := _unsendable(record, steps, runbook_path, from_run_log))]
     if problems:
         raise RunbookError("replay: " + "; ".join(problems))
     if not chosen:
         raise RunbookError(f"replay: {manifest_path} records no request to send")
 
-    selected = tuple(steps[r["id"]] for r in chosen)
-    trimmed = runbook._replace(steps=selected, finally_steps=(), outputs={})
-    run_info = new_run_info()
-    lines = stderr if json_output else stdout
-    with prepared_run(trimmed, templates, previous["vars"], run_info, emulate) as prepared:
-        manifest = header(run_info["id"], run_info["started_at"], runbook_path, runbook.name,
-                          runbook.sha256, previous["vars"], git_info(runbook_path), emulated=emulate)
-        manifest["run"]["replay_of"] = previous["run"]["id"]
-        recording = Recording(out_path or default_manifest_path(run_info["id"]), manifest,
-                              prepared.redactor, lines, trimmed)
-        runner = Runner(trimmed, templates, vars=previous["vars"], environ=prepared.environ,
-                        run_info=run_info, providers=prepared.providers,
-                        redactor=prepared.redactor, targets=prepared.targets, observer=recording)
-        status = Status.SUCCEEDED
-        for step, record in zip(selected, chosen, strict=True):
-            request = record["request"]
-            if from_run_log:
-                provider: Any = prepared.providers[step.provider]
-                try:
-                    request = provider.run_log_action(from_run_log, step.timeout)
-                except ProviderError as exc:
-                    raise RunbookError(f"replay --from-run-log: {exc.message}") from None
-            result = runner.replay_step(step, request)
-            if result.status is Status.INTERRUPTED:
-                status = Status.INTERRUPTED
-                break
-            if result.status is Status.FAILED:
-                status = Status.FAILED
-    final = recording.finish(status, {}, None)
-    if json_output:
-        stdout.write(json.dumps(final, ensure_ascii=False, indent=2, default=str) + "\n")
-    return EXIT_CODES[status]
+
+def _unsendable(record: dict[str, Any], steps: dict[str, Step], runbook_path: str,
+                from_run_log: str | None) -> str | None:
+    """Why ``record`` cannot be sent again, or ``None``."""
+    if record["id"] not in steps:
+        return f"step {record['id']!r} is no longer in {runbook_path}"
+    if from_run_log:
+        return None  # the request comes from the run log
+    if record["request"] is None:
+        return f"step {record['id']!r} sent nothing (it was {record['status']})"
+    if _redacted(record["request"]):
+        return (f"step {record['id']!r}: its recorded request holds redacted secrets "
+                "(***), which replay cannot re-send; run the runbook again instead")
+    return None
+
+
+def _resend(runner: Runner, providers: Mapping[str, Any], pairs: list[tuple[Step, dict[str, Any]]],
+            from_run_log: str | None) -> Status:
+    """Send each step's recorded request (or the run log's) again; the replay's status."""
+    status = Status.SUCCEEDED
+    for step, record in pairs:
+        request = _run_log_request(providers[step.provider], step, from_run_log) if from_run_log \
+            else record["request"]
+        result = runner.replay_step(step, request)
+        if result.status is Status.INTERRUPTED:
+            return Status.INTERRUPTED
+        if result.status is Status.FAILED:
+            status = Status.FAILED
+    return status
+
+
+def _run_log_request(provider: Any, step: Step, run_id: str) -> Any:
+    """The ``/act`` body a Membrane action run log recorded."""
+    try:
+        return provider.run_log_action(run_id, step.timeout)
+    except ProviderError as exc:
+        raise RunbookError(f"replay --from-run-log: {exc.message}") from None

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import gc
-import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from engine.errors import InternalError, ManifestError, RunbookError
 from engine.files import check_writable
 from engine.manifest import GitProbe, header, read_manifest
-from engine.model import EXIT_CODES
+from engine.model import EXIT_CODES, Runbook
 from engine.recording import Recording
 from engine.redaction import Redactor
+from engine.report import ReportOptions
 from engine.runner import Runner
 from engine.session import default_manifest_path, new_run_info, prepared_run
 from engine.templating import Templates
@@ -43,10 +42,9 @@ def run(
     vars_files: Sequence[str] = (),
     manifest_path: str | None = None,
     emulate: bool = False,
-    json_output: bool = False,
     resume: str | None = None,
-    junit_path: str | None = None,
-    summary_path: str | None = None,
+    reports: ReportOptions | None = None,
+    loaded: Callable[[], None] | None = None,
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
 ) -> int:
@@ -55,28 +53,19 @@ def run(
     Everything that can be known before the first step is checked before it, and every
     problem is raised at once: the runbook, the variables (a ``vars.X`` nothing sets, a
     ``--var`` it does not know), the output paths, the secrets and every provider's
-    credentials.
+    credentials. ``reports``: the manifest on stdout (``--json``) and the file reports.
+    ``loaded`` is called once the runbook (and a resumed manifest) is loaded.
     """
-    git = GitProbe(file)  # git runs while the runbook is loaded
-    templates = Templates()
-    try:
-        given = resolve_vars({}, vars_files, var_pairs)
-        runbook, warnings = load_checked(file, templates, provided_vars=given, strict=True,
-                                         cli_vars=cli_var_names(var_pairs), sparse=True)
-    finally:
-        repository = git.result()
-    for warning in warnings:
-        stderr.write(f"{warning}\n")
+    reports = reports or ReportOptions()
+    runbook, templates, given, repository = _loaded(file, var_pairs, vars_files, stderr)
     variables = {**runbook.vars, **given}
     previous = _previous_run(resume, runbook.name) if resume else None
-    gc.freeze()  # what is loaded so far lives for the whole run: keep it out of every collection
+    if loaded is not None:
+        loaded()  # the CLI's GC policy: what is loaded so far lives for the whole run
     run_info = new_run_info()
     path = manifest_path or default_manifest_path(run_info["id"])
     check_writable(path, "--manifest" if manifest_path else "the manifest")
-    for option, report_path in (("--junit", junit_path), ("--summary", summary_path)):
-        if report_path:
-            check_writable(report_path, option)
-    lines = stderr if json_output else stdout
+    reports.check_writable()
     with prepared_run(runbook, templates, variables, run_info, emulate) as prepared:
         templates.forget_lookups()  # every template was checked: a long run renders each once
         with _bugs_redacted(prepared.redactor):
@@ -85,8 +74,8 @@ def run(
             manifest = header(run_info["id"], run_info["started_at"], file, runbook.name,
                               runbook.sha256, variables, repository, emulated=emulate,
                               resumed_from=previous["run"]["id"] if previous else None)
-            recording = Recording(path, manifest, prepared.redactor, lines, runbook,
-                                  keep_records=bool(json_output or junit_path or summary_path))
+            recording = Recording(path, manifest, prepared.redactor, reports.console(stdout, stderr), runbook,
+                                  keep_records=reports.needs_manifest)
             runner = Runner(
                 runbook, templates, vars=variables, environ=prepared.environ, run_info=run_info,
                 providers=prepared.providers, redactor=prepared.redactor,
@@ -98,17 +87,27 @@ def run(
         if outcome.error:
             stderr.write(f"error: {prepared.redactor.text(outcome.error)}\n")
         manifest = recording.finish(outcome.status, outcome.outputs, outcome.error)
-        if junit_path or summary_path:
-            from engine.reports import write_reports
-
-            for problem in write_reports(manifest, junit_path=junit_path, summary_path=summary_path,
-                                         manifest_path=path):
-                stderr.write(f"runbook: {problem}\n")
-        if json_output:
-            stdout.write(json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n")
+        reports.publish(manifest, path, stdout=stdout, stderr=stderr)
     if outcome.internal_error is not None:
         raise InternalError(outcome.internal_error, prepared.redactor.text)
     return EXIT_CODES[outcome.status]
+
+
+def _loaded(file: str, var_pairs: Sequence[str], vars_files: Sequence[str],
+            stderr: TextIO) -> tuple[Runbook, Templates, dict[str, Any], dict[str, Any] | None]:
+    """The checked runbook (its warnings printed) and its templates, the variables given,
+    and git's facts of the file."""
+    git = GitProbe(file)  # git runs while the runbook is loaded
+    templates = Templates()
+    try:
+        given = resolve_vars({}, vars_files, var_pairs)
+        runbook, warnings = load_checked(file, templates, provided_vars=given, strict=True,
+                                         cli_vars=cli_var_names(var_pairs), sparse=True)
+    finally:
+        repository = git.result()
+    for warning in warnings:
+        stderr.write(f"{warning}\n")
+    return runbook, templates, given, repository
 
 
 @contextlib.contextmanager

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import json
 import os
 import re
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from engine.errors import Problem, RunbookError
 from engine.templating import Templates
 from engine.validation import check_file, suggest
 from engine.vars import cli_var_names, resolve_vars
+
+if TYPE_CHECKING:
+    from engine.report import ReportOptions
 
 __all__ = ["validate", "expand_paths", "looks_like_runbook"]
 
@@ -66,20 +68,6 @@ def _excluded(path: str, excludes: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(c, pattern) for pattern in excludes for c in candidates)
 
 
-def _escape_github(text: str) -> str:
-    """A workflow command's message: %, CR and LF escaped."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    """A workflow command's property value: also ``:`` and ``,``, which end it."""
-    return _escape_github(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _skipped_note(skipped: Sequence[str]) -> str:
     if len(skipped) == 1:
         return f"skipped 1 YAML file that is not a runbook ({_SKIP_REASON})"
@@ -87,7 +75,7 @@ def _skipped_note(skipped: Sequence[str]) -> str:
 
 
 def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_files: Sequence[str] = (),
-             fmt: str = "text", excludes: Sequence[str] = (), runbooks_only: bool = False,
+             reports: ReportOptions | None = None, excludes: Sequence[str] = (), runbooks_only: bool = False,
              stdout: TextIO, stderr: TextIO) -> int:
     """Validate every runbook; 0 when all are valid (warnings allowed), 2 otherwise.
 
@@ -95,6 +83,7 @@ def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_fil
     (:func:`looks_like_runbook`) is skipped; a file named on the command line is checked
     unless ``runbooks_only`` (the pre-commit hook, which is given every staged file), which
     also makes "no runbook left" a quiet success. ``excludes`` are globs of files to leave out.
+    ``reports.format`` says how the problems are printed: text, json or github annotations.
 
     ``--var`` and ``--vars-file`` name the variables a run will be given, so that a
     ``vars.X`` no default, file or flag sets is reported (as a warning: the value may
@@ -102,6 +91,19 @@ def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_fil
     """
     provided = set(resolve_vars({}, vars_files, var_pairs))
     found = _found(patterns)
+    files, skipped = _selected(found, excludes, runbooks_only)
+    if not files:
+        if runbooks_only and found:
+            return 0
+        note = f" ({_skipped_note(skipped)})" if skipped else ""
+        raise RunbookError("validate: no runbook files matched " + " ".join(patterns) + note)
+    problems = _problems(files, provided, var_pairs)
+    _print(reports.format if reports else "text", problems, files, skipped, stdout=stdout, stderr=stderr)
+    return 2 if any(p.severity == "error" for p in problems) else 0
+
+
+def _selected(found: dict[str, bool], excludes: Sequence[str], runbooks_only: bool) -> tuple[list[str], list[str]]:
+    """The files to check and the YAML files skipped as not runbooks, both sorted."""
     files: list[str] = []
     skipped: list[str] = []
     for file, named in sorted(found.items()):
@@ -111,11 +113,11 @@ def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_fil
             files.append(file)
         else:
             skipped.append(file)
-    if not files:
-        if runbooks_only and found:
-            return 0
-        note = f" ({_skipped_note(skipped)})" if skipped else ""
-        raise RunbookError("validate: no runbook files matched " + " ".join(patterns) + note)
+    return files, skipped
+
+
+def _problems(files: Sequence[str], provided: set[str], var_pairs: Sequence[str]) -> list[Problem]:
+    """Every problem of every file, sorted, then each ``--var`` no file knows."""
     problems: list[Problem] = []
     templates = Templates()
     known: set[str] = set()
@@ -127,35 +129,20 @@ def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_fil
     unknown = [] if "*" in known else [n for n in cli_var_names(var_pairs) if n not in known]
     problems += [Problem("(command line)", 0, 0, f"--var {name}: none of the runbooks validated declares "
                          f"vars.{name} under vars: or uses it{suggest(name, sorted(known))}") for name in unknown]
-    errors = [p for p in problems if p.severity == "error"]
-    warnings = [p for p in problems if p.severity == "warning"]
-    bad_files = {p.file for p in errors}
+    return problems
+
+
+def _print(fmt: str, problems: list[Problem], files: list[str], skipped: list[str], *,
+           stdout: TextIO, stderr: TextIO) -> None:
     if fmt == "json":
-        stdout.write(json.dumps({
-            "valid": not errors,
-            "files": files,
-            "skipped": skipped,
-            "errors": len(errors),
-            "warnings": len(warnings),
-            "problems": [
-                {"file": p.file, "line": p.line, "col": p.col, "severity": p.severity,
-                 "message": p.message} for p in problems
-            ],
-        }, indent=2) + "\n")
+        from engine.report import json_output
+
+        json_output.problems(problems, files, skipped, stdout)
     elif fmt == "github":
-        for p in problems:
-            stdout.write(f"::{p.severity} file={_escape_property(p.file)},line={p.line},col={p.col}::"
-                         f"{_escape_github(p.message)}\n")
+        from engine.report import github
+
+        github.problems(problems, stdout)
     else:
-        for p in problems:
-            stderr.write(str(p) + "\n")
-        warned = {p.file: sum(1 for w in warnings if w.file == p.file) for p in warnings}
-        for file in files:
-            if file not in bad_files:
-                note = f" ({_plural(warned[file], 'warning')})" if file in warned else ""
-                stdout.write(f"{file}: valid{note}\n")
-        if skipped:
-            stdout.write(_skipped_note(skipped) + "\n")
-        if errors:
-            stderr.write(f"{_plural(len(errors), 'error')} in {_plural(len(bad_files), 'file')}\n")
-    return 2 if errors else 0
+        from engine.report import console
+
+        console.problems(problems, files, _skipped_note(skipped) if skipped else None, stdout=stdout, stderr=stderr)

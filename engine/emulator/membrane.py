@@ -166,9 +166,9 @@ class MembraneService:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise _Reject(401, "missing_token", "missing Authorization: Bearer <token> header")
-        header = _jwt_header(token)
-        if header is not None:
-            self._check_jwt(token, header)
+        jwt_header = _jwt_header(token)
+        if jwt_header is not None:
+            self._check_jwt(token, jwt_header)
 
     def _check_jwt(self, token: str, header: dict[str, Any]) -> None:
         head_b64, payload_b64, signature_b64 = token.split(".")
@@ -231,8 +231,9 @@ def action_of(request: Request) -> str | None:
     if not request.is_json or not isinstance(body, dict):
         return None
     for style in ("id", "key"):
-        if isinstance(body.get(style), str):
-            return body[style]
+        value = body.get(style)
+        if isinstance(value, str):
+            return value
     for style in ("api", "code"):
         if style in body:
             return style

@@ -107,9 +107,8 @@ def oauth_error(request: Request, status: int, message: str) -> Response:
 def action_of(request: Request) -> str | None:
     """What a fault's ``action`` matches on actions/run: the body's component ``id``."""
     body = request.body
-    if request.is_json and isinstance(body, dict) and isinstance(body.get("id"), str):
-        return body["id"]
-    return None
+    component = body.get("id") if request.is_json and isinstance(body, dict) else None
+    return component if isinstance(component, str) else None
 
 
 def _proxy_action(request: Request) -> str:

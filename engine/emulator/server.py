@@ -469,7 +469,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
             try:

@@ -1,42 +1,28 @@
-"""The one boundary between httpx and the engine: exceptions become ProviderErrors."""
+"""The one boundary between httpx and the engine: a :class:`~engine.providers.base.Request`
+becomes an httpx request here, and httpx's exceptions become ProviderErrors.
+
+Providers import this module only when they first send (through ``_common.connect``), so
+``runbook plan``, which builds their requests, never imports httpx.
+"""
 
 from __future__ import annotations
 
-import email.utils
-import json
-import os
 import ssl
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx
 
-from engine.providers.base import ProviderError
+# re-exported: the answer helpers that need no httpx live in _common
+from engine.providers._common import TLS, classify, error_message, parse_body, retry_after, tls_settings
+from engine.providers.base import ProviderError, Request
 
-__all__ = ["TLS", "tls_settings", "make_client", "build", "send", "classify", "retry_after", "parse_body",
+__all__ = ["TLS", "tls_settings", "Connection", "build", "send", "classify", "retry_after", "parse_body",
            "error_message"]
 
 _CONTEXTS: dict[str | None, ssl.SSLContext] = {}
-
-
-class TLS(NamedTuple):
-    """How a provider verifies certificates: always, against ``ca_bundle`` (a PEM file; else
-    ``SSL_CERT_FILE``; else the certifi bundle), unless ``insecure`` (then never)."""
-
-    ca_bundle: str | None = None
-    insecure: bool = False
-
-
-def tls_settings(config: Mapping[str, Any], env: Mapping[str, str], name: str) -> TLS:
-    """The TLS settings of a provider block (``ca_bundle``, ``insecure``) and the environment."""
-    ca_bundle = config.get("ca_bundle") or env.get("SSL_CERT_FILE") or None
-    if ca_bundle is not None and not os.path.isfile(str(ca_bundle)):
-        origin = "ca_bundle" if config.get("ca_bundle") else "SSL_CERT_FILE"
-        raise ProviderError("configuration", f"provider {name!r}: {origin} {ca_bundle} is not a file")
-    return TLS(str(ca_bundle) if ca_bundle else None, bool(config.get("insecure")))
 
 
 def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -72,20 +58,61 @@ class _VerifiedTransport(httpx.BaseTransport):
             self._transport.close()
 
 
-def make_client(base_url: str, headers: dict[str, str] | None = None, tls: TLS = _VERIFY) -> httpx.Client:
-    """One keep-alive client per provider instance. Certificates are verified for every
-    https request, whatever the base URL (a step may name an absolute https URL), unless
-    the provider block says ``insecure: true``. A base URL or header httpx cannot use is a
-    ``configuration`` error."""
-    with _unusable(f"the base URL {base_url!r} or a provider header"):
-        return _client(base_url, headers, tls)
+class Connection:
+    """Keep-alive httpx clients of one provider instance, sending :class:`Request` objects.
+
+    Each send takes an idle client (or makes one) and gives it back after: one step at a time
+    uses one client (one connection kept alive); the items of a fan-out in flight at once each
+    use their own, so no request waits on another's connection pool (one client shared by 50
+    threads spends its time scanning its pool). Certificates are verified for every https
+    request unless the provider block says ``insecure: true``. ``transport`` replaces the
+    network (``httpx.MockTransport`` in tests)."""
+
+    def __init__(self, tls: TLS = _VERIFY, transport: httpx.BaseTransport | None = None) -> None:
+        self._tls = tls
+        self._transport = transport
+        self._idle: list[httpx.Client] = []  # list.pop and .append are atomic: no lock needed
+        self._clients: list[httpx.Client] = []
+        self._idle.append(self._new_client())
+
+    def _new_client(self) -> httpx.Client:
+        client = _client(self._tls, self._transport)
+        self._clients.append(client)
+        return client
+
+    def send(self, request: Request, timeout: float | None,
+             credentials: Mapping[str, str] | None = None) -> httpx.Response:
+        """Send ``request`` with the values of its ``auth`` headers (``credentials``)."""
+        try:
+            client = self._idle.pop()
+        except IndexError:  # every client is sending: another item is in flight
+            client = self._new_client()
+        try:
+            return send(client, build(client, request, credentials), timeout)
+        finally:
+            self._idle.append(client)
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
 
 
-def build(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Request:
-    """``client.build_request(...)``; a URL, header or body httpx cannot send (a control
+def build(client: httpx.Client, request: Request,
+          credentials: Mapping[str, str] | None = None) -> httpx.Request:
+    """The httpx request of ``request`` with ``credentials`` (header name -> value, the
+    headers its ``auth`` names) added. A URL, header or body httpx cannot send (a control
     character in a URL, a header that is not ASCII) is a ``configuration`` error."""
-    with _unusable(f"the request {method} {url!r}"):
-        return client.build_request(method, url, **kwargs)
+    headers = {**request.headers, **(credentials or {})}
+    missing = [name for name in request.auth if name not in headers]
+    if missing:
+        raise ProviderError("configuration", f"no credential for the header {missing[0]} of {request.method}")
+    kwargs: dict[str, Any] = {}
+    if request.content is not None:
+        kwargs["content"] = request.content.encode("utf-8")
+    elif request.json is not None:
+        kwargs["json"] = request.json
+    with _unusable(f"the request {request.method} {request.url!r}"):
+        return client.build_request(request.method, request.url, headers=headers, **kwargs)
 
 
 @contextmanager
@@ -96,10 +123,10 @@ def _unusable(what: str) -> Iterator[None]:
         raise ProviderError("configuration", f"cannot send {what}: {type(exc).__name__}: {exc}") from None
 
 
-def _client(base_url: str, headers: dict[str, str] | None, tls: TLS) -> httpx.Client:
+def _client(tls: TLS, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    if transport is not None:
+        return httpx.Client(transport=transport, follow_redirects=False, trust_env=False)
     return httpx.Client(
-        base_url=base_url,
-        headers=headers or {},
         verify=False,  # the transport of plain http:// requests, which have no certificate
         mounts=None if tls.insecure else {"https://": _VerifiedTransport(tls)},
         follow_redirects=False,
@@ -127,58 +154,3 @@ def send(client: httpx.Client, request: httpx.Request, timeout: float | None) ->
         ) from None
     except httpx.HTTPError as exc:
         raise ProviderError("connection", f"HTTP error: {type(exc).__name__}: {exc}") from None
-
-
-def classify(status: int) -> str:
-    """The error type of a non-success HTTP status."""
-    if status in (401, 403):
-        return "authentication"
-    if status == 429:
-        return "rate_limited"
-    if 400 <= status < 500:
-        return "client_error"
-    if status >= 500:
-        return "server_error"
-    return "malformed_response"
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def parse_body(response: httpx.Response) -> tuple[Any, bool]:
-    """``(value, is_json)``: the parsed JSON body, or its text."""
-    content = response.content
-    if not content:
-        return None, False
-    try:
-        return json.loads(content), True
-    except ValueError:
-        return response.text, False
-
-
-def error_message(body: Any, status: int) -> str:
-    """The provider's own message from an error body, or a short excerpt of it."""
-    if isinstance(body, dict):
-        for key in ("message", "error_description", "detail", "error"):
-            value = body.get(key)
-            if isinstance(value, str) and value:
-                return value
-            if isinstance(value, dict) and isinstance(value.get("message"), str):
-                return value["message"]
-    if isinstance(body, str) and body.strip():
-        text = " ".join(body.split())
-        return text[:200] + ("..." if len(text) > 200 else "")
-    return f"HTTP {status}"

@@ -3,39 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from engine.providers import _http
-from engine.providers.base import ActionCall, ActionResult, ProviderError, Redactor
+from engine.providers import _common
+from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError, Redactor, Request
 
-__all__ = ["HttpProvider"]
+if TYPE_CHECKING:
+    from engine.providers._http import Connection
+
+__all__ = ["HttpProvider", "HttpRequests"]
 
 
-class HttpProvider:
-    """Sends the step's inline request; the parsed body is the output."""
+class HttpRequests:
+    """The http type's request rules for one configuration: the step's request, to the URL it
+    names (or, under ``--emulate``, that URL's place on the emulator), with the provider
+    block's headers under the step's own."""
 
-    type_name: ClassVar[str] = "http"
-    styles: ClassVar[tuple[str, ...]] = ("api",)
-
-    @staticmethod
-    def emulated_config(config: Mapping[str, Any], url: str) -> dict[str, Any]:
-        """The configuration ``--emulate`` uses: the emulator's echo API under ``/http``.
-
-        Requests are recorded with the URL the runbook names (so ``--resume`` and ``replay``
-        find the same request again) and sent to ``/http/<host>/<path>`` of the emulator, so
-        an emulated run never leaves the machine.
-        """
-        return {**config, "_emulator_url": f"{url}/http"}
-
-    def __init__(
-        self, name: str, config: Mapping[str, Any], *, env: Mapping[str, str], redactor: Redactor
-    ) -> None:
+    def __init__(self, name: str, config: Mapping[str, Any], *, env: Mapping[str, str]) -> None:
         self.name = name
         self.base_url = str(config.get("base_url") or "").rstrip("/")
         self.headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
         self._emulator_url: str | None = config.get("_emulator_url")
-        self._tls = _http.tls_settings(config, env, name)
-        self._client: Any = None
 
     def target(self) -> str:
         """Where requests go (part of request_sha256, so a resume elsewhere sends again)."""
@@ -62,12 +50,18 @@ class HttpProvider:
                 request[key] = target[key]
         return request
 
-    def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
-        return self._send(self.request_body(call), call.options.get("expect_status"), timeout)
+    def build_request(self, call: ActionCall) -> Request:
+        return self.wire_request(self.request_body(call))
 
-    def replay(self, style: str, request: dict[str, Any], timeout: float | None) -> ActionResult:
-        """Send a request recorded in a manifest (any 2xx succeeds)."""
-        return self._send(request, None, timeout)
+    def wire_request(self, spec: Mapping[str, Any]) -> Request:
+        """The request of a recorded ``spec``: the query appended to the URL (a list repeats its
+        name), the step's headers over the provider block's (names compared without case)."""
+        step_headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
+        lowered = {k.lower() for k in step_headers}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in lowered}
+        headers.update(step_headers)
+        url = _common.with_query(self._wire_url(str(spec["url"])), spec.get("query"))
+        return Request(str(spec["method"]).upper(), url, headers, json=spec.get("body"))
 
     def _wire_url(self, url: str) -> str:
         """Where a request for ``url`` goes: ``url`` itself, or its place on the emulator."""
@@ -75,43 +69,63 @@ class HttpProvider:
             return url
         return self._emulator_url + "/" + url.split("://", 1)[-1].lstrip("/")
 
-    def _send(self, spec: dict[str, Any], expected: Any, timeout: float | None) -> ActionResult:
-        if self._client is None:
-            base = self._emulator_url or self.base_url or "http://localhost"
-            self._client = _http.make_client(base, self.headers, tls=self._tls)
-        query = {k: _query_value(v) for k, v in (spec.get("query") or {}).items()}
-        request = _http.build(self._client,
-            spec["method"],
-            self._wire_url(str(spec["url"])),
-            params=query or None,
-            headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
-            json=spec["body"] if "body" in spec else None,
-        )
-        response = _http.send(self._client, request, timeout)
-        body, _ = _http.parse_body(response)
+
+class HttpProvider(HttpRequests, Provider):
+    """Sends the step's inline request; the parsed body is the output."""
+
+    type_name: ClassVar[str] = "http"
+    styles: ClassVar[tuple[str, ...]] = ("api",)
+    replays: ClassVar[bool] = True
+
+    @staticmethod
+    def emulated_config(config: Mapping[str, Any], url: str) -> dict[str, Any]:
+        """The configuration ``--emulate`` uses: the emulator's echo API under ``/http``.
+
+        Requests are recorded with the URL the runbook names (so ``--resume`` and ``replay``
+        find the same request again) and sent to ``/http/<host>/<path>`` of the emulator, so
+        an emulated run never leaves the machine.
+        """
+        return {**config, "_emulator_url": f"{url}/http"}
+
+    @classmethod
+    def request_builder(cls, name: str, config: Mapping[str, Any], *, env: Mapping[str, str]) -> HttpRequests:
+        return HttpRequests(name, config, env=env)
+
+    def __init__(
+        self, name: str, config: Mapping[str, Any], *, env: Mapping[str, str], redactor: Redactor
+    ) -> None:
+        HttpRequests.__init__(self, name, config, env=env)
+        self._tls = _common.tls_settings(config, env, name)
+        self._connection: Connection | None = None
+
+    def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
+        named = f"{call.target.get('method', 'GET')} {self._url(call.target)}"
+        return self._send(self.build_request(call), named, call.options.get("expect_status"), timeout)
+
+    def replay(self, style: str, request: Any, timeout: float | None) -> ActionResult:
+        """Send a request recorded in a manifest (any 2xx succeeds)."""
+        return self._send(self.wire_request(request), f"{request['method']} {request['url']}", None, timeout)
+
+    def _send(self, request: Request, named: str, expected: Any, timeout: float | None) -> ActionResult:
+        """Send ``request`` (``named``: its method and URL as the runbook names them)."""
+        if self._connection is None:
+            self._connection = _common.connect(self._tls)
+        response = self._connection.send(request, timeout)
+        body, _ = _common.parse_body(response)
         status = response.status_code
         exports = {"status": status, "headers": dict(response.headers)}
         ok = status in expected if expected else 200 <= status < 300
         if not ok:
             raise ProviderError(
-                _http.classify(status) if status >= 400 else "client_error",
-                f"{spec['method']} {spec['url']} answered {status}: {_http.error_message(body, status)}",
+                _common.classify(status) if status >= 400 else "client_error",
+                f"{named} answered {status}: {_common.error_message(body, status)}",
                 http_status=status,
-                retry_after=_http.retry_after(response.headers.get("retry-after")),
+                retry_after=_common.retry_after(response.headers.get("retry-after")),
                 extra={"exports": exports},
             )
         return ActionResult(output=body, exports=exports, http_status=status)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-
-def _query_value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return [_query_value(v) for v in value]
-    return value
-
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

@@ -20,14 +20,18 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
-from urllib.parse import urlencode, urlsplit
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode
 
-from engine.providers import _http
-from engine.providers.base import ActionCall, ActionResult, ProviderError, Redactor
+from engine.providers import _common
+from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError, Redactor, Request
+
+if TYPE_CHECKING:
+    from engine.providers._http import Connection
 
 __all__ = [
     "PipedreamProvider",
+    "PipedreamRequests",
     "TokenCache",
     "TOKEN_CACHE",
     "DEFAULT_BASE_URL",
@@ -54,24 +58,9 @@ def encode_target(url: str) -> str:
     return base64.urlsafe_b64encode(url.encode("utf-8")).rstrip(b"=").decode("ascii")
 
 
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
 def target_url(target: Mapping[str, Any]) -> str:
     """The proxy's target: ``url`` with the step's ``query`` appended (lists repeat the key)."""
-    url = str(target["url"])
-    pairs: list[tuple[str, str]] = []
-    for key, value in (target.get("query") or {}).items():
-        for item in value if isinstance(value, list) else [value]:
-            pairs.append((str(key), _query_value(item)))
-    if not pairs:
-        return url
-    base, _, fragment = url.partition("#")
-    joined = base + ("&" if urlsplit(base).query else "?") + urlencode(pairs)
-    return joined + (f"#{fragment}" if fragment else "")
+    return _common.with_query(str(target["url"]), target.get("query"))
 
 
 class TokenCache:
@@ -120,122 +109,34 @@ class TokenCache:
 TOKEN_CACHE = TokenCache()
 
 
-class PipedreamProvider:
-    """Runs Pipedream Connect actions (``id``) and proxied requests (``api``) for an end user."""
+class PipedreamRequests:
+    """Pipedream Connect's request rules for one project and environment (no credentials, no
+    I/O): ``POST .../actions/run`` for ``id``, the Connect proxy for ``api``, both with
+    ``Authorization: Bearer <token>`` and ``x-pd-environment``."""
 
-    type_name: ClassVar[str] = "pipedream"
-    styles: ClassVar[tuple[str, ...]] = ("id", "api")
-
-    @staticmethod
-    def emulated_config(config: Mapping[str, Any], url: str) -> dict[str, Any]:
-        """The configuration ``--emulate`` uses: the emulator's URL and its dummy token.
-
-        Project, environment, end user and scope are kept; a project or environment set
-        nowhere falls back to an emulator placeholder instead of failing the run.
-        """
-        kept = ("project_id", "environment", "external_user_id", "scope")
-        return {
-            "type": "pipedream",
-            "base_url": url,
-            "token": EMULATOR_TOKEN,
-            "_emulated": True,
-            **{key: config[key] for key in kept if key in config},
-        }
-
-    def __init__(
-        self, name: str, config: Mapping[str, Any], *, env: Mapping[str, str], redactor: Redactor
-    ) -> None:
+    def __init__(self, name: str, *, base_url: str, project_id: str, environment: str,
+                 external_user_id: str | None) -> None:
         self.name = name
-        self._redactor = redactor
-        emulated = bool(config.get("_emulated"))
-        self.base_url = str(
-            config.get("base_url") or env.get("PIPEDREAM_BASE_URL") or DEFAULT_BASE_URL
-        ).rstrip("/")
-        problems: list[str] = []
-        self.project_id = _setting(config, env, "project_id", "PIPEDREAM_PROJECT_ID")
-        self.environment = _setting(config, env, "environment", "PIPEDREAM_PROJECT_ENVIRONMENT")
-        if emulated:
-            self.project_id = self.project_id or "proj_emulator"
-            self.environment = self.environment or "development"
-        if not self.project_id:
-            problems.append("no project: set PIPEDREAM_PROJECT_ID (or project_id in its providers: block)")
-        elif not re.fullmatch(PROJECT_ID_PATTERN, self.project_id):
-            problems.append(
-                f"project id {self.project_id!r} (from {_source(config, 'project_id', 'PIPEDREAM_PROJECT_ID')}) "
-                "is not a Pipedream project id (proj_ followed by letters and digits)"
-            )
-        if not self.environment:
-            problems.append(
-                "no environment: set PIPEDREAM_PROJECT_ENVIRONMENT to development or production "
-                "(or environment in its providers: block); there is no default"
-            )
-        elif self.environment not in ENVIRONMENTS:
-            problems.append(
-                f"environment {self.environment!r} (from "
-                f"{_source(config, 'environment', 'PIPEDREAM_PROJECT_ENVIRONMENT')}) "
-                "must be development or production"
-            )
-        self._tls = _http.tls_settings(config, env, name)
-        self.external_user_id = config.get("external_user_id") or None
-        self.scope = config.get("scope") or None
-        self._token: str | None = None
-        self._client_id: str | None = None
-        self._client_secret: str | None = None
-        self._credentials_source = ""
-        problem = self._credentials(config, env)
-        if problem:
-            problems.append(problem)
-        if problems:
-            raise ProviderError(
-                "configuration", f"pipedream provider {name!r}: " + "; ".join(problems)
-            )
-        redactor.add(self._token)
-        redactor.add(self._client_secret)
-        self._cache_key: tuple[str, ...] = ()
-        if self._client_secret is not None:
-            assert self._client_id is not None
-            digest = hashlib.sha256(self._client_secret.encode("utf-8")).hexdigest()
-            self._cache_key = (self.base_url, self._client_id, digest, self.scope or "")
-        self._client: Any = None
+        self.base_url = base_url
+        self.project_id = project_id
+        self.environment = environment
+        self.external_user_id = external_user_id
+
+    @classmethod
+    def from_config(cls, name: str, config: Mapping[str, Any], env: Mapping[str, str]) -> PipedreamRequests:
+        """The rules of a provider block as it stands, unchecked (a project or environment set
+        nowhere is a placeholder): what ``runbook plan`` shows. The provider checks them."""
+        return cls(
+            name,
+            base_url=_base_url(config, env),
+            project_id=_setting(config, env, "project_id", "PIPEDREAM_PROJECT_ID") or "<PIPEDREAM_PROJECT_ID>",
+            environment=_setting(config, env, "environment", "PIPEDREAM_PROJECT_ENVIRONMENT") or "<unset>",
+            external_user_id=config.get("external_user_id") or None,
+        )
 
     def target(self) -> str:
         """Where requests go: base URL, project and environment (part of request_sha256)."""
         return f"{self.base_url} {self.project_id} {self.environment}"
-
-    def _credentials(self, config: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
-        """Pick the credentials; the problem naming what to set, or None.
-
-        The providers: block wins over the environment; client credentials (which can be
-        renewed) win over a ready token from the same place.
-        """
-        if config.get("token") and not (config.get("client_id") or config.get("client_secret")):
-            self._token = str(config["token"])
-            self._credentials_source = f"token in providers.{self.name}"
-            return None
-        client_id = config.get("client_id") or env.get("PIPEDREAM_CLIENT_ID")
-        secret = config.get("client_secret") or env.get("PIPEDREAM_CLIENT_SECRET")
-        if client_id and secret:
-            self._client_id, self._client_secret = str(client_id), str(secret)
-            self._credentials_source = (
-                f"{_source(config, 'client_id', 'PIPEDREAM_CLIENT_ID')} and "
-                f"{_source(config, 'client_secret', 'PIPEDREAM_CLIENT_SECRET')}"
-            )
-            return None
-        if client_id or secret:
-            missing = "PIPEDREAM_CLIENT_SECRET (or client_secret" if client_id else (
-                "PIPEDREAM_CLIENT_ID (or client_id"
-            )
-            return f"incomplete client credentials: set {missing} in its providers: block)"
-        if config.get("token") or env.get("PIPEDREAM_ACCESS_TOKEN"):
-            self._token = str(config.get("token") or env["PIPEDREAM_ACCESS_TOKEN"])
-            self._credentials_source = _source(config, "token", "PIPEDREAM_ACCESS_TOKEN")
-            return None
-        return (
-            "no credentials: set PIPEDREAM_CLIENT_ID and PIPEDREAM_CLIENT_SECRET, or "
-            "PIPEDREAM_ACCESS_TOKEN (or client_id and client_secret, or token, in its providers: block)"
-        )
-
-    # -- requests -----------------------------------------------------------------------------
 
     def _end_user(self, call: ActionCall) -> str:
         user = call.options.get("external_user_id") or self.external_user_id
@@ -297,59 +198,186 @@ class PipedreamProvider:
             "configuration", f"pipedream does not support dispatch {call.style!r} (only id and api)"
         )
 
-    def _build(self, style: str, spec: dict[str, Any], token: str) -> Any:
-        headers = {"Authorization": f"Bearer {token}", "x-pd-environment": str(self.environment)}
-        base = f"/v1/connect/{self.project_id}"
+    def build_request(self, call: ActionCall) -> Request:
+        return self.wire_request(call.style, self.request_body(call))
+
+    def wire_request(self, style: str, spec: Mapping[str, Any]) -> Request:
+        """The HTTP request of a built or recorded ``spec``: the actions/run body as it is, or
+        the proxied request: its target URL (query included) URL-safe base64 in the path, the
+        end user and account in the query, each header as ``x-pd-proxy-<Name>``, the body
+        passed through (a string as it is, anything else as JSON)."""
+        headers = {"x-pd-environment": self.environment}
+        base = f"{self.base_url}/v1/connect/{self.project_id}"
         if style == "id":
-            return _http.build(self._client, "POST", f"{base}/actions/run", json=spec, headers=headers)
+            return Request("POST", f"{base}/actions/run", headers, json=dict(spec), auth=("Authorization",))
         for name, value in (spec.get("headers") or {}).items():
-            headers[f"x-pd-proxy-{name}"] = value
-        kwargs: dict[str, Any] = {}
-        if isinstance(spec.get("body"), str):
-            kwargs["content"] = spec["body"].encode("utf-8")
-        elif spec.get("body") is not None:
-            kwargs["json"] = spec["body"]
-        return _http.build(self._client,
-            spec["method"],
-            f"{base}/proxy/{encode_target(spec['url'])}",
-            params={"external_user_id": spec["external_user_id"], "account_id": spec["account_id"]},
-            headers=headers,
-            **kwargs,
+            headers[f"x-pd-proxy-{name}"] = str(value)
+        body = spec.get("body")
+        query = urlencode([("external_user_id", str(spec["external_user_id"])),
+                           ("account_id", str(spec["account_id"]))])
+        return Request(
+            str(spec["method"]).upper(),
+            f"{base}/proxy/{encode_target(str(spec['url']))}?{query}",
+            headers,
+            json=None if isinstance(body, str) else body,
+            content=body if isinstance(body, str) else None,
+            auth=("Authorization",),
         )
 
+
+class PipedreamProvider(PipedreamRequests, Provider):
+    """Runs Pipedream Connect actions (``id``) and proxied requests (``api``) for an end user."""
+
+    type_name: ClassVar[str] = "pipedream"
+    styles: ClassVar[tuple[str, ...]] = ("id", "api")
+    replays: ClassVar[bool] = True
+
+    @staticmethod
+    def emulated_config(config: Mapping[str, Any], url: str) -> dict[str, Any]:
+        """The configuration ``--emulate`` uses: the emulator's URL and its dummy token.
+
+        Project, environment, end user and scope are kept; a project or environment set
+        nowhere falls back to an emulator placeholder instead of failing the run.
+        """
+        kept = ("project_id", "environment", "external_user_id", "scope")
+        return {
+            "type": "pipedream",
+            "base_url": url,
+            "token": EMULATOR_TOKEN,
+            "_emulated": True,
+            **{key: config[key] for key in kept if key in config},
+        }
+
+    @classmethod
+    def request_builder(cls, name: str, config: Mapping[str, Any], *, env: Mapping[str, str]) -> PipedreamRequests:
+        return PipedreamRequests.from_config(name, config, env)
+
+    def __init__(
+        self, name: str, config: Mapping[str, Any], *, env: Mapping[str, str], redactor: Redactor
+    ) -> None:
+        self.name = name
+        self._redactor = redactor
+        emulated = bool(config.get("_emulated"))
+        problems: list[str] = []
+        project_id = _setting(config, env, "project_id", "PIPEDREAM_PROJECT_ID")
+        environment = _setting(config, env, "environment", "PIPEDREAM_PROJECT_ENVIRONMENT")
+        if emulated:
+            project_id = project_id or "proj_emulator"
+            environment = environment or "development"
+        if not project_id:
+            problems.append("no project: set PIPEDREAM_PROJECT_ID (or project_id in its providers: block)")
+        elif not re.fullmatch(PROJECT_ID_PATTERN, project_id):
+            problems.append(
+                f"project id {project_id!r} (from {_source(config, 'project_id', 'PIPEDREAM_PROJECT_ID')}) "
+                "is not a Pipedream project id (proj_ followed by letters and digits)"
+            )
+        if not environment:
+            problems.append(
+                "no environment: set PIPEDREAM_PROJECT_ENVIRONMENT to development or production "
+                "(or environment in its providers: block); there is no default"
+            )
+        elif environment not in ENVIRONMENTS:
+            problems.append(
+                f"environment {environment!r} (from "
+                f"{_source(config, 'environment', 'PIPEDREAM_PROJECT_ENVIRONMENT')}) "
+                "must be development or production"
+            )
+        PipedreamRequests.__init__(self, name, base_url=_base_url(config, env), project_id=project_id or "",
+                                   environment=environment or "",
+                                   external_user_id=config.get("external_user_id") or None)
+        self._tls = _common.tls_settings(config, env, name)
+        self.scope = config.get("scope") or None
+        problem = self._credentials(config, env)
+        if problem:
+            problems.append(problem)
+        if problems:
+            raise ProviderError(
+                "configuration", f"pipedream provider {name!r}: " + "; ".join(problems)
+            )
+        redactor.add(self._token)
+        redactor.add(self._client_secret)
+        self._cache_key: tuple[str, ...] = ()
+        if self._client_secret is not None:
+            assert self._client_id is not None
+            digest = hashlib.sha256(self._client_secret.encode("utf-8")).hexdigest()
+            self._cache_key = (self.base_url, self._client_id, digest, self.scope or "")
+        self._connection: Connection | None = None
+
+    def _credentials(self, config: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+        """Pick the credentials; the problem naming what to set, or None.
+
+        The providers: block wins over the environment; client credentials (which can be
+        renewed) win over a ready token from the same place.
+        """
+        self._token: str | None = None
+        self._client_id: str | None = None
+        self._client_secret: str | None = None
+        self._credentials_source = ""
+        if config.get("token") and not (config.get("client_id") or config.get("client_secret")):
+            self._token = str(config["token"])
+            self._credentials_source = f"token in providers.{self.name}"
+            return None
+        client_id = config.get("client_id") or env.get("PIPEDREAM_CLIENT_ID")
+        secret = config.get("client_secret") or env.get("PIPEDREAM_CLIENT_SECRET")
+        if client_id and secret:
+            self._client_id, self._client_secret = str(client_id), str(secret)
+            self._credentials_source = (
+                f"{_source(config, 'client_id', 'PIPEDREAM_CLIENT_ID')} and "
+                f"{_source(config, 'client_secret', 'PIPEDREAM_CLIENT_SECRET')}"
+            )
+            return None
+        if client_id or secret:
+            missing = "PIPEDREAM_CLIENT_SECRET (or client_secret" if client_id else (
+                "PIPEDREAM_CLIENT_ID (or client_id"
+            )
+            return f"incomplete client credentials: set {missing} in its providers: block)"
+        if config.get("token") or env.get("PIPEDREAM_ACCESS_TOKEN"):
+            self._token = str(config.get("token") or env["PIPEDREAM_ACCESS_TOKEN"])
+            self._credentials_source = _source(config, "token", "PIPEDREAM_ACCESS_TOKEN")
+            return None
+        return (
+            "no credentials: set PIPEDREAM_CLIENT_ID and PIPEDREAM_CLIENT_SECRET, or "
+            "PIPEDREAM_ACCESS_TOKEN (or client_id and client_secret, or token, in its providers: block)"
+        )
+
+    # -- sending ----------------------------------------------------------------------------
+
     def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
-        return self._send(call, self.request_body(call), timeout)
+        return self._send(call, self.build_request(call), timeout)
 
-    def replay(self, style: str, request: dict[str, Any], timeout: float | None) -> ActionResult:
+    def replay(self, style: str, request: Any, timeout: float | None) -> ActionResult:
         """Send a request recorded in a manifest (an actions/run body, or a proxied request)."""
-        target = request.get("id") if style == "id" else request.get("url")
-        return self._send(ActionCall(style, target, None, {}), request, timeout)
+        target = request.get("id") if style == "id" else request  # a proxied record: method and url
+        return self._send(ActionCall(style, target, None, {}), self.wire_request(style, request), timeout)
 
-    def _send(self, call: ActionCall, spec: dict[str, Any], timeout: float | None) -> ActionResult:
-        if self._client is None:
-            self._client = _http.make_client(self.base_url, tls=self._tls)
+    def _send(self, call: ActionCall, request: Request, timeout: float | None) -> ActionResult:
         token = self._bearer(timeout)
-        response = _http.send(self._client, self._build(call.style, spec, token), timeout)
+        response = self._connection_().send(request, timeout, {"Authorization": f"Bearer {token}"})
         if response.status_code == 401 and self._cache_key:
             # A 401 means nothing ran: drop the token, get a new one, send once more.
             TOKEN_CACHE.drop(self._cache_key, token)
             token = self._bearer(timeout)
-            response = _http.send(self._client, self._build(call.style, spec, token), timeout)
+            response = self._connection_().send(request, timeout, {"Authorization": f"Bearer {token}"})
         if call.style == "id":
             return self._action_result(call, response)
         return self._proxy_result(call, response)
 
+    def _connection_(self) -> Connection:
+        if self._connection is None:
+            self._connection = _common.connect(self._tls)
+        return self._connection
+
     # -- answers ------------------------------------------------------------------------------
 
     def _action_result(self, call: ActionCall, response: Any) -> ActionResult:
-        body, is_json = _http.parse_body(response)
+        body, is_json = _common.parse_body(response)
         status = response.status_code
         if not 200 <= status < 300:
             raise self._http_error(body, status, response, f"action {call.target!r}", token_hint=True)
         if not is_json or not isinstance(body, dict):
             raise ProviderError(
                 "malformed_response",
-                f"expected a JSON object from actions/run, got {_describe(response)}",
+                f"expected a JSON object from actions/run, got {_common.describe(response)}",
                 http_status=status,
             )
         logs = body.get("os")
@@ -379,7 +407,7 @@ class PipedreamProvider:
         )
 
     def _proxy_result(self, call: ActionCall, response: Any) -> ActionResult:
-        body, _ = _http.parse_body(response)
+        body, _ = _common.parse_body(response)
         status = response.status_code
         exports = {"status": status, "headers": dict(response.headers)}
         if 200 <= status < 300:
@@ -394,7 +422,7 @@ class PipedreamProvider:
         self, body: Any, status: int, response: Any, what: str, *, token_hint: bool
     ) -> ProviderError:
         attribution, detail = _attribution(body)
-        message = f"{what} answered HTTP {status}: {_http.error_message(body, status)}"
+        message = f"{what} answered HTTP {status}: {_common.error_message(body, status)}"
         if status == 401 and token_hint:
             message += (
                 f"; the access token was refused (renewed once) - check {self._credentials_source}"
@@ -403,12 +431,12 @@ class PipedreamProvider:
                 "credentials so the engine can renew it"
             )
         return ProviderError(
-            _http.classify(status),
+            _common.classify(status),
             message,
             http_status=status,
             attribution=attribution,
             provider_error=detail,
-            retry_after=_http.retry_after(response.headers.get("retry-after")),
+            retry_after=_common.retry_after(response.headers.get("retry-after")),
         )
 
     # -- tokens -------------------------------------------------------------------------------
@@ -419,8 +447,6 @@ class PipedreamProvider:
         need a request that acts)."""
         if not self._cache_key:
             return
-        if self._client is None:
-            self._client = _http.make_client(self.base_url, tls=self._tls)
         self._bearer(timeout)
 
     def _bearer(self, timeout: float | None) -> str:
@@ -440,9 +466,9 @@ class PipedreamProvider:
         }
         if self.scope:
             payload["scope"] = self.scope
-        request = _http.build(self._client, "POST", "/v1/oauth/token", json=payload)
-        response = _http.send(self._client, request, timeout)
-        body, _ = _http.parse_body(response)
+        request = Request("POST", f"{self.base_url}/v1/oauth/token", json=payload)
+        response = self._connection_().send(request, timeout)
+        body, _ = _common.parse_body(response)
         status = response.status_code
         if not 200 <= status < 300:
             hint = (
@@ -451,17 +477,17 @@ class PipedreamProvider:
                 else ""
             )
             raise ProviderError(
-                _http.classify(status),
+                _common.classify(status),
                 f"Pipedream token exchange (POST /v1/oauth/token) answered HTTP {status}: "
                 f"{_oauth_message(body, status)}{hint}",
                 http_status=status,
-                retry_after=_http.retry_after(response.headers.get("retry-after")),
+                retry_after=_common.retry_after(response.headers.get("retry-after")),
             )
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise ProviderError(
                 "malformed_response",
-                f"the Pipedream token endpoint answered without an access_token ({_describe(response)})",
+                f"the Pipedream token endpoint answered without an access_token ({_common.describe(response)})",
                 http_status=status,
             )
         self._redactor.add(token)
@@ -471,9 +497,13 @@ class PipedreamProvider:
         return token, float(lifetime)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _base_url(config: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    return str(config.get("base_url") or env.get("PIPEDREAM_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
 
 
 def _setting(config: Mapping[str, Any], env: Mapping[str, str], key: str, var: str) -> str | None:
@@ -505,7 +535,9 @@ def _attribution(body: Any) -> tuple[str | None, dict[str, Any] | None]:
     """The error's attribution (as given; an object's ``origin``) and the error's own fields."""
     if not isinstance(body, dict):
         return None, None
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error = body.get("error")
+    if not isinstance(error, dict):
+        error = {}
     raw = error.get("attribution", body.get("attribution"))
     detail = {k: error[k] for k in ("code", "name", "attribution") if error.get(k) is not None}
     if isinstance(raw, dict):
@@ -520,9 +552,5 @@ def _oauth_message(body: Any, status: int) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         description = body.get("error_description")
         return f"{body['error']}: {description}" if description else body["error"]
-    return _http.error_message(body, status)
+    return _common.error_message(body, status)
 
-
-def _describe(response: Any) -> str:
-    ctype = response.headers.get("content-type", "no content type")
-    return f"{len(response.content)} bytes of {ctype.split(';')[0]}"

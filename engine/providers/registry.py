@@ -5,17 +5,24 @@ for built-in types is read from ``schemas/providers/<type>.json`` without
 importing the provider's code (or httpx). Third-party types are looked up in
 the ``runbook.providers`` entry-point group only when a runbook names a type
 that is not built in, since scanning entry points costs start-up time.
+
+A plugin class need not subclass :class:`~engine.providers.base.Provider`: the registry
+gives it, once, when it loads it, what the protocol declares and it does not define (a
+subclass made here, whose own attributes still come first).
 """
 
 from __future__ import annotations
 
 import importlib
+import types
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
+from engine.providers.base import Provider
 from engine.schemas import load_schema
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "TypeInfo", "type_info", "provider_class", "known_types"]
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "TypeInfo", "type_info", "provider_class", "as_provider_class",
+           "known_types"]
 
 ENTRY_POINT_GROUP = "runbook.providers"
 
@@ -46,28 +53,52 @@ class TypeInfo(NamedTuple):
     exports_keys: dict[str, tuple[str, ...]] = {}
 
 
-def _from_class(name: str, cls: Any) -> TypeInfo:
+def _from_class(name: str, cls: type[Provider]) -> TypeInfo:
     return TypeInfo(
         name=name,
-        styles=tuple(getattr(cls, "styles", ("api",))),
-        api_targets=tuple(getattr(cls, "api_targets", ("path", "url"))),
-        config_schema=dict(getattr(cls, "config_schema", {"type": "object"})),
-        options_schema=dict(getattr(cls, "options_schema", {"type": "object"})),
-        style_hint=getattr(cls, "style_hint", None),
-        style_options=dict(getattr(cls, "style_options", {})),
-        options_from_config=tuple(getattr(cls, "options_from_config", ())),
-        step_extras=tuple(getattr(cls, "step_extras", ())),
+        styles=tuple(cls.styles),
+        api_targets=tuple(cls.api_targets),
+        config_schema=dict(cls.config_schema),
+        options_schema=dict(cls.options_schema),
+        style_hint=cls.style_hint,
+        style_options=dict(cls.style_options),
+        options_from_config=tuple(cls.options_from_config),
+        step_extras=tuple(cls.step_extras),
     )
 
 
 @cache
-def _plugin(name: str) -> Any:
+def _plugin(name: str) -> type[Provider] | None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
-            return ep.load()
+            return as_provider_class(name, ep.load())
     return None
+
+
+def as_provider_class(name: str, cls: Any) -> type[Provider]:
+    """``cls`` (a plugin's class, written against the Provider protocol) with the protocol's
+    defaults for whatever it does not define: a subclass of it and of Provider, made once.
+
+    Its capabilities are what it implements: ``replays`` if it has ``replay``, ``run_logs``
+    if it has ``run_log_action``. A class that already subclasses Provider is used as it is.
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"the entry point {name!r} of {ENTRY_POINT_GROUP} is not a class: {cls!r}")
+    if Provider in cls.__mro__:
+        return cast(type[Provider], cls)
+    # The only probing of a provider: once, here, for a class that did not declare them.
+    declared = {
+        "type_name": getattr(cls, "type_name", name),
+        "replays": callable(getattr(cls, "replay", None)),
+        "run_logs": callable(getattr(cls, "run_log_action", None)),
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+    }
+    return cast(type[Provider], types.new_class(cls.__name__, (cls, Provider), {},
+                                               lambda ns: ns.update(declared)))
 
 
 @cache
@@ -92,11 +123,11 @@ def type_info(name: str) -> TypeInfo | None:
     return _from_class(name, cls) if cls is not None else None
 
 
-def provider_class(name: str) -> Any:
+def provider_class(name: str) -> type[Provider]:
     """The class implementing provider type ``name`` (imports it)."""
     if name in BUILTIN:
         module, _, attr = BUILTIN[name].partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return cast(type[Provider], getattr(importlib.import_module(module), attr))
     cls = _plugin(name)
     if cls is None:
         raise KeyError(name)

@@ -1,0 +1,145 @@
+"""What the built-in providers share that needs no httpx: URLs and queries, TLS settings,
+reading answers, and the connection made (importing httpx) when a provider first sends.
+
+``runbook plan`` imports the provider modules to build their requests; only sending imports
+httpx (through :func:`connect`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlencode, urlsplit
+
+from engine.providers.base import ProviderError
+
+if TYPE_CHECKING:
+    from engine.providers._http import Connection
+
+__all__ = ["TLS", "tls_settings", "connect", "query_pairs", "with_query", "classify", "retry_after",
+           "parse_body", "error_message", "describe"]
+
+
+class TLS(NamedTuple):
+    """How a provider verifies certificates: always, against ``ca_bundle`` (a PEM file; else
+    ``SSL_CERT_FILE``; else the certifi bundle), unless ``insecure`` (then never)."""
+
+    ca_bundle: str | None = None
+    insecure: bool = False
+
+
+def tls_settings(config: Mapping[str, Any], env: Mapping[str, str], name: str) -> TLS:
+    """The TLS settings of a provider block (``ca_bundle``, ``insecure``) and the environment."""
+    ca_bundle = config.get("ca_bundle") or env.get("SSL_CERT_FILE") or None
+    if ca_bundle is not None and not os.path.isfile(str(ca_bundle)):
+        origin = "ca_bundle" if config.get("ca_bundle") else "SSL_CERT_FILE"
+        raise ProviderError("configuration", f"provider {name!r}: {origin} {ca_bundle} is not a file")
+    return TLS(str(ca_bundle) if ca_bundle else None, bool(config.get("insecure")))
+
+
+def connect(tls: TLS) -> Connection:
+    """A keep-alive connection that sends :class:`~engine.providers.base.Request` objects
+    (the first call imports httpx)."""
+    from engine.providers import _http
+
+    return _http.Connection(tls)
+
+
+# -- URLs -------------------------------------------------------------------------------------
+
+
+def _query_text(value: Any) -> str:
+    # what httpx makes of a query parameter's value: JSON-style booleans, null as empty
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return "" if value is None else str(value)
+
+
+def query_pairs(query: Any) -> list[tuple[str, str]]:
+    """A step's ``query`` mapping as (name, value) pairs: a list repeats its name."""
+    if not isinstance(query, Mapping):
+        return []
+    pairs: list[tuple[str, str]] = []
+    for key, value in query.items():
+        for item in value if isinstance(value, list) else [value]:
+            pairs.append((str(key), _query_text(item)))
+    return pairs
+
+
+def with_query(url: str, query: Any) -> str:
+    """``url`` with ``query`` appended to its own query (form-encoded, before a ``#fragment``)."""
+    pairs = query_pairs(query)
+    if not pairs:
+        return url
+    base, hash_, fragment = url.partition("#")
+    return base + ("&" if urlsplit(base).query else "?") + urlencode(pairs) + hash_ + fragment
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+def classify(status: int) -> str:
+    """The error type of a non-success HTTP status."""
+    if status in (401, 403):
+        return "authentication"
+    if status == 429:
+        return "rate_limited"
+    if 400 <= status < 500:
+        return "client_error"
+    if status >= 500:
+        return "server_error"
+    return "malformed_response"
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def parse_body(response: Any) -> tuple[Any, bool]:
+    """``(value, is_json)``: the parsed JSON body of an httpx response, or its text."""
+    content = response.content
+    if not content:
+        return None, False
+    try:
+        return json.loads(content), True
+    except ValueError:
+        return response.text, False
+
+
+def error_message(body: Any, status: int) -> str:
+    """The provider's own message from an error body, or a short excerpt of it."""
+    if isinstance(body, dict):
+        for key in ("message", "error_description", "detail", "error"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return str(value["message"])
+    if isinstance(body, str) and body.strip():
+        text = " ".join(body.split())
+        return text[:200] + ("..." if len(text) > 200 else "")
+    return f"HTTP {status}"
+
+
+def describe(response: Any) -> str:
+    """``123 bytes of text/html``: what an answer that is not the contract's held."""
+    ctype = response.headers.get("content-type", "no content type")
+    return f"{len(response.content)} bytes of {ctype.split(';')[0]}"
