@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from engine.model import Runbook, Status, Step, StepError, StepResult
+from engine.model import ErrorType, Runbook, Status, Step, StepError, StepResult
 
 __all__ = ["Conductor", "FanOut", "Work"]
 
@@ -96,7 +96,7 @@ class Conductor:
             self.steps[step.id] = context
         if status is Status.FAILED:
             self.any_failed = True
-            if not step.is_finally and (not step.continue_on_error or error_type == "internal"):
+            if not step.is_finally and (not step.continue_on_error or error_type == ErrorType.INTERNAL):
                 self.stopped = True
         elif status is Status.INTERRUPTED:
             self.interrupted = True
@@ -246,12 +246,12 @@ class FanOut:
             index, context = self.first_failure
             error = context["error"] or {}
             result.error = StepError(
-                type=error.get("type", "internal"),
+                type=ErrorType(error.get("type") or ErrorType.INTERNAL),
                 message=f"{self.failed} of {self.count} items failed; item {index}: {error.get('message')}",
                 http_status=error.get("http_status"),
                 attribution=error.get("attribution"),
                 location=error.get("location"),
             )
         elif self.interrupted:
-            result.error = StepError("interrupted", "interrupted while items were in flight")
+            result.error = StepError(ErrorType.INTERRUPTED, "interrupted while items were in flight")
         return result

@@ -20,7 +20,7 @@ from typing import Any
 
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.manifest import request_sha256
-from engine.model import Attempt, RetryPolicy, Runbook, Status, Step, StepError, StepResult
+from engine.model import Attempt, ErrorType, RetryPolicy, Runbook, Status, Step, StepError, StepResult
 from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError
 from engine.rate_limit import Gate
 from engine.redaction import Redactor
@@ -32,7 +32,7 @@ __all__ = ["Executor", "retry_delay", "should_retry"]
 def should_retry(error: ProviderError, policy: RetryPolicy) -> bool:
     """Whether ``error`` is one of the conditions listed in ``policy.on``."""
     on = policy.on
-    if error.type in ("connection", "timeout"):
+    if error.type in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
         return error.type in on
     status = error.http_status
     if status is None:
@@ -132,7 +132,7 @@ class Executor:
             if isinstance(value, dict):
                 return [{"key": k, "value": v} for k, v in value.items()]
             if not isinstance(value, list):
-                raise _StepFailed(StepError("template", f"for_each renders to {_kind(value)}, not a list "
+                raise _StepFailed(StepError(ErrorType.TEMPLATE, f"for_each renders to {_kind(value)}, not a list "
                                                         "(or a mapping)",
                                             location=self._where(step.path + ("for_each",))))
             return value
@@ -177,11 +177,11 @@ class Executor:
             result.error = exc.error
         except KeyboardInterrupt:
             result.status = Status.INTERRUPTED
-            result.error = StepError("interrupted", "interrupted while the step was in flight")
+            result.error = StepError(ErrorType.INTERRUPTED, "interrupted while the step was in flight")
         except Exception as exc:  # a bug (ours or a plugin's): record it, stop, exit 3
             bug = exc
             result.status = Status.FAILED
-            result.error = StepError("internal", f"{type(exc).__name__}: {exc}")
+            result.error = StepError(ErrorType.INTERNAL, f"{type(exc).__name__}: {exc}")
         result.finished_at = clock.timestamp()
         result.duration_ms = int((clock.monotonic() - start) * 1000)
         return bug
@@ -196,7 +196,7 @@ class Executor:
         try:
             if not provider.replays:
                 raise _StepFailed(StepError(
-                    "configuration", f"provider type {step.provider_type!r} cannot replay requests"))
+                    ErrorType.CONFIGURATION, f"provider type {step.provider_type!r} cannot replay requests"))
             answer = self._attempts(step, lambda timeout: provider.replay(step.style, request, timeout),
                                     result, None)
             result.output, result.run_id = answer.output, answer.run_id
@@ -206,7 +206,7 @@ class Executor:
             result.status, result.error = Status.FAILED, exc.error
         except KeyboardInterrupt:
             result.status = Status.INTERRUPTED
-            result.error = StepError("interrupted", "interrupted while the step was in flight")
+            result.error = StepError(ErrorType.INTERRUPTED, "interrupted while the step was in flight")
         result.finished_at = clock.timestamp()
         result.duration_ms = int((clock.monotonic() - start) * 1000)
         return result
@@ -242,7 +242,8 @@ class Executor:
         try:
             return render_value(value, self.templates, ctx, field, self.redactor.add)
         except TemplateError as exc:
-            raise _StepFailed(StepError("template", str(exc), location=self._where(step.path + exc.path))) from None
+            raise _StepFailed(StepError(ErrorType.TEMPLATE, str(exc),
+                                        location=self._where(step.path + exc.path))) from None
 
     def _condition(self, step: Step, ctx: Mapping[str, Any], source: str | bool, field: tuple[Any, ...]) -> Any:
         if isinstance(source, bool):
@@ -268,7 +269,7 @@ class Executor:
         own = {**ctx, "steps": ChainMap({step.id: result.context()}, ctx["steps"])}
         for i, expr in enumerate(step.asserts):
             if not truthy(self._condition(step, own, expr, ("assert", i))):
-                raise _StepFailed(StepError("assertion", f"assertion failed: {expr}",
+                raise _StepFailed(StepError(ErrorType.ASSERTION, f"assertion failed: {expr}",
                                             location=self._where(step.path + ("assert", i))))
 
     def _dispatch(self, step: Step, ctx: Mapping[str, Any], result: StepResult,
@@ -309,7 +310,7 @@ class Executor:
                 continue
             left = limit_at - now
             if left <= 0:
-                raise _StepFailed(StepError("timeout", f"the {name} of {limit:g}s ran out",
+                raise _StepFailed(StepError(ErrorType.TIMEOUT, f"the {name} of {limit:g}s ran out",
                                             location=self._where(step.path + ("dispatch", step.style))))
             if timeout is None or left < timeout:
                 timeout, why = left, f"the {name} of {limit:g}s"
@@ -338,11 +339,11 @@ class Executor:
                                                "interrupted: sent, no answer awaited"))
                 raise
             except ProviderError as exc:
-                if exc.type == "timeout" and limit:
+                if exc.type is ErrorType.TIMEOUT and limit:
                     exc.message = f"no answer within {limit}"
                 result.attempts.append(Attempt(number, started_at, int((clock.monotonic() - t0) * 1000),
                                                exc.http_status, f"{exc.type}: {exc.message}"))
-                if exc.retry_after is not None and exc.type == "rate_limited" and gate is not None:
+                if exc.retry_after is not None and exc.type is ErrorType.RATE_LIMITED and gate is not None:
                     gate.pause(exc.retry_after)  # every item of this provider instance waits
                 if exc.run_id:
                     result.run_id = exc.run_id
@@ -372,6 +373,6 @@ class Executor:
             return
         messages = schema_messages(checker(info.options_schema), options, ("with",))
         if messages:
-            raise _StepFailed(StepError("configuration", "; ".join(f"{field_name(m.field)}: {m.text}"
+            raise _StepFailed(StepError(ErrorType.CONFIGURATION, "; ".join(f"{field_name(m.field)}: {m.text}"
                                                                   for m in messages),
                                         location=self._where(step.path + ("with",))))

@@ -21,6 +21,7 @@ __all__ = [
     "Status",
     "EXIT_CODES",
     "Attempt",
+    "ErrorType",
     "StepError",
     "StepResult",
     "STEP_ATTRIBUTES",
@@ -87,6 +88,15 @@ class Step(NamedTuple):
     concurrency: int = 1
     fail_fast: bool = True
 
+    def fields(self) -> dict[str, Any]:
+        """The step's templated fields as the runbook writes them (for
+        :func:`~engine.templating.step_templates`)."""
+        fields: dict[str, Any] = {"dispatch": {self.style: self.target}, "input": self.input, "with": self.options,
+                                  "when": self.when, "assert": list(self.asserts)}
+        if self.for_each is not None:
+            fields["for_each"] = self.for_each
+        return fields
+
     def identity(self) -> dict[str, Any]:
         """The fields that name a step in the manifest, reports and plans."""
         return {
@@ -130,6 +140,28 @@ class Status(str, enum.Enum):
 EXIT_CODES = {Status.SUCCEEDED: 0, Status.FAILED: 1, Status.INTERRUPTED: 130}
 
 
+class ErrorType(str, enum.Enum):
+    """The type of a step's failure: the one list (the manifest schema's enum is checked
+    against it). Members compare equal to their strings and print as them."""
+
+    CONFIGURATION = "configuration"  # the provider block, the environment or an option is wrong
+    AUTHENTICATION = "authentication"  # 401/403, or a token exchange that failed
+    CLIENT_ERROR = "client_error"  # another 4xx: the request was wrong
+    RATE_LIMITED = "rate_limited"  # 429 (with retry_after when the server said)
+    SERVER_ERROR = "server_error"  # 5xx
+    TIMEOUT = "timeout"  # no answer in time, or the step's or run's time ran out
+    CONNECTION = "connection"  # could not connect, or the connection dropped
+    MALFORMED_RESPONSE = "malformed_response"  # an answer that is not what the contract says
+    ACTION_FAILED = "action_failed"  # the provider answered 2xx but says the action failed
+    ASSERTION = "assertion"  # a step's assert was false
+    TEMPLATE = "template"  # a template did not render
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM while the step was in flight
+    INTERNAL = "internal"  # a bug (ours or a plugin's): the run stops, exit 3
+
+    __str__ = str.__str__
+    __format__ = str.__format__  # type: ignore[assignment]  # f"{ErrorType.TIMEOUT}" is "timeout"
+
+
 class Attempt(NamedTuple):
     """One try of a step."""
 
@@ -141,12 +173,12 @@ class Attempt(NamedTuple):
 
 
 class StepError(NamedTuple):
-    """A step's typed failure (see :mod:`engine.providers.base` for the types).
+    """A step's typed failure (its ``type``: an :class:`ErrorType`).
 
     ``location`` is ``FILE:LINE:COL`` of the runbook field that failed.
     """
 
-    type: str
+    type: ErrorType
     message: str
     http_status: int | None = None
     attribution: str | None = None

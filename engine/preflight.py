@@ -17,7 +17,7 @@ from engine.providers.base import Provider, ProviderError
 from engine.providers.registry import provider_class, type_info
 from engine.redaction import Redactor
 from engine.schemas import checker, schema_messages
-from engine.templating import TemplateError, Templates, field_name, iter_templates, render_value
+from engine.templating import TemplateError, Templates, field_name, iter_templates, render_value, step_templates
 
 __all__ = ["Prepared", "preflight", "secret_references"]
 
@@ -41,12 +41,7 @@ def _used_providers(runbook: Runbook) -> list[str]:
 
 def _templated_fields(runbook: Runbook, templates: Templates) -> Iterator[tuple[tuple[Any, ...], str]]:
     for step in runbook.steps + runbook.finally_steps:
-        for key, value in (("dispatch", step.target), ("input", step.input), ("with", step.options)):
-            yield from iter_templates(value, step.path + (key,))
-        if isinstance(step.when, str):
-            yield step.path + ("when",), str(templates.condition(step.when))  # a str stays a str
-        for i, expr in enumerate(step.asserts):
-            yield step.path + ("assert", i), str(templates.condition(expr))
+        yield from step_templates(step.fields(), templates, step.path)
     yield from iter_templates(runbook.outputs, ("outputs",))
     for name in _used_providers(runbook):
         spec = runbook.providers[name]

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.conductor import Conductor, FanOut, Work
 from engine.executor import Executor
-from engine.model import Attempt, Runbook, Status, Step, StepError, StepResult
+from engine.model import Attempt, ErrorType, Runbook, Status, Step, StepError, StepResult
 from engine.providers.base import Provider
 from engine.redaction import Redactor
 from engine.templating import Templates
@@ -165,7 +165,7 @@ def _interrupted(holder: StepResult, index: int, clock: Clock) -> StepResult:
     result.attempts = list(holder.attempts)
     result.attempts.append(Attempt(len(result.attempts) + 1, clock.timestamp(), 0, None,
                                    "interrupted: in flight, no answer awaited"))
-    result.error = StepError("interrupted", "interrupted while the item was in flight")
+    result.error = StepError(ErrorType.INTERRUPTED, "interrupted while the item was in flight")
     result.finished_at = clock.timestamp()
     return result
 

@@ -20,9 +20,10 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeGuard
 
+from engine.schemas import YAML11_BOOLEANS
 from engine.template_limits import (
     LimitExceeded,
     Limits,
@@ -44,6 +45,7 @@ __all__ = [
     "FILTERS",
     "REDACTED",
     "CONTEXT_NAMES",
+    "step_templates",
     "TemplateError",
     "Analysis",
     "field_name",
@@ -680,6 +682,25 @@ def contains_template(value: Any) -> bool:
     if isinstance(value, list):
         return any(contains_template(v) for v in value)
     return False
+
+
+def step_templates(step: Mapping[str, Any], templates: Templates,
+                   base: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every template of one step, given as its runbook fields (a step's mapping as written,
+    or :meth:`~engine.model.Step.fields`): the one walk over them, in the order a run renders
+    them. ``for_each``, ``dispatch``, ``input`` and ``with`` are walked for template strings;
+    ``when`` and each ``assert`` are conditions, a bare expression given its ``{{ }}``. Paths
+    start with ``base``."""
+    for key in ("for_each", "dispatch", "input", "with"):
+        if key in step:
+            yield from iter_templates(step[key], base + (key,))
+    when = step.get("when")
+    if isinstance(when, str) and when.strip().lower() not in YAML11_BOOLEANS:  # a word: validation's
+        yield base + ("when",), str(templates.condition(when))  # a str stays a str
+    asserts = step.get("assert")
+    for i, expr in enumerate(asserts if isinstance(asserts, list) else ()):
+        if isinstance(expr, str):
+            yield base + ("assert", i), str(templates.condition(expr))
 
 
 def iter_templates(value: Any, path: tuple[Any, ...] = ()) -> Any:

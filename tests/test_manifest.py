@@ -9,6 +9,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from engine.manifest import now_rfc3339, request_sha256
 from tests.conftest import ROOT, run_cli
 
@@ -102,3 +104,20 @@ def test_a_fan_out_step_is_valid_on_disk_after_every_item_and_ends_in_item_order
     final = on_disk()
     assert [s["id"] for s in final["steps"]] == ["a", "fan", "after"]
     assert [i["index"] for i in final["steps"][1]["items"]] == [0, 1, 2]
+
+
+def test_the_manifest_schema_knows_exactly_the_engines_error_types() -> None:
+    """One list of error types (model.ErrorType): the schema's enum is that list."""
+    import json
+
+    from engine.model import ErrorType
+    from engine.providers.base import ERROR_TYPES, ProviderError
+
+    schema = json.loads((ROOT / "schemas" / "manifest.schema.json").read_text())
+    enum = schema["$defs"]["error"]["anyOf"][1]["properties"]["type"]["enum"]
+    assert enum == [t.value for t in ErrorType] == list(ERROR_TYPES)
+    error = ProviderError("timeout", "slow")
+    assert error.type is ErrorType.TIMEOUT and error.type == "timeout" and f"{error.type}" == "timeout"
+    assert json.dumps({"type": error.type}) == '{"type": "timeout"}'
+    with pytest.raises(ValueError):
+        ProviderError("bogus", "a plugin's typo is a bug, not a new kind of failure")

@@ -31,7 +31,7 @@ from engine.model import Runbook, Step
 from engine.preflight import secret_references
 from engine.providers.base import ActionCall, ProviderError, RequestBuilder
 from engine.providers.registry import provider_class
-from engine.templating import REDACTED, Templates, field_name, is_template, iter_templates, truthy
+from engine.templating import REDACTED, Templates, field_name, is_template, iter_templates, step_templates, truthy
 from engine.validation import load_checked
 from engine.vars import cli_var_names, resolve_vars
 
@@ -309,10 +309,8 @@ def _expression_text(source: str) -> str:
 
 
 def _step_templates(step: Step, templates: Templates) -> list[str]:
-    found = [src for value in (step.target, step.input, step.options) for _, src in iter_templates(value)]
-    if isinstance(step.when, str):
-        found.append(str(templates.condition(step.when)))
-    return found
+    """What the step's request and ``when`` render (not its asserts, which read the step)."""
+    return [src for path, src in step_templates(step.fields(), templates) if path[0] != "assert"]
 
 
 def build_plan(runbook: Runbook, templates: Templates, variables: Mapping[str, Any],

@@ -15,19 +15,10 @@ A built-in type builds each HTTP request as a :class:`Request` (plain data) with
 pure ``build_request(call)``; ``send`` sends that, adding the credentials, and
 ``runbook plan`` shows it, built by ``request_builder`` from the configuration alone.
 
-Error types (``ProviderError.type``)::
-
-    configuration       the provider block or environment is incomplete
-    authentication      401/403, or a token exchange that failed
-    client_error        another 4xx: the request was wrong
-    rate_limited        429 (carries retry_after when the server said)
-    server_error        5xx
-    timeout             no answer within the step's timeout
-    connection          could not connect, or the connection dropped
-    malformed_response  an answer that is not what the provider's contract says
-    action_failed       the provider answered 2xx but reports the action failed
-    assertion           a step's assert was false (raised by the runner)
-    template            a template did not render (raised by the runner)
+Error types (``ProviderError.type``): :class:`~engine.model.ErrorType`, the one list
+(``configuration``, ``authentication``, ``client_error``, ``rate_limited``, ``server_error``,
+``timeout``, ``connection``, ``malformed_response``, ``action_failed``; the engine itself adds
+``assertion``, ``template``, ``interrupted`` and ``internal``).
 """
 
 from __future__ import annotations
@@ -36,25 +27,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Protocol
 
+from engine.model import ErrorType
 from engine.redaction import Redactor  # re-exported: plugins take it from here
 
-__all__ = ["ActionCall", "ActionResult", "ProviderError", "Provider", "Request", "RequestBuilder", "Redactor",
-           "ERROR_TYPES", "HIDDEN"]
+__all__ = ["ErrorType", "ActionCall", "ActionResult", "ProviderError", "Provider", "Request", "RequestBuilder",
+           "Redactor", "ERROR_TYPES", "HIDDEN"]
 
-ERROR_TYPES = (
-    "configuration",
-    "authentication",
-    "client_error",
-    "rate_limited",
-    "server_error",
-    "timeout",
-    "connection",
-    "malformed_response",
-    "action_failed",
-    "assertion",
-    "template",
-    "interrupted",
-)
+#: Every error type's name (:class:`~engine.model.ErrorType`); what a plugin may raise.
+ERROR_TYPES = tuple(t.value for t in ErrorType)
 
 
 class ActionCall(NamedTuple):
@@ -102,7 +82,7 @@ class ProviderError(Exception):
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
-        self.type = type
+        self.type = ErrorType(type)  # an unknown type is a bug of the provider's: ValueError
         self.message = message
         self.http_status = http_status
         self.run_id = run_id

@@ -14,7 +14,7 @@ from engine.errors import Problem
 from engine.loader import Document, Path
 from engine.providers.registry import type_info
 from engine.schemas import YAML11_BOOLEANS, YAML12_BOOLEANS, bool_fix, suggest
-from engine.templating import TemplateError, Templates, iter_templates, unsafe_attribute
+from engine.templating import TemplateError, Templates, iter_templates, step_templates, unsafe_attribute
 from engine.validation.common import items, label
 
 __all__ = ["lint_document"]
@@ -80,16 +80,7 @@ class _Linter:
             for i, step in enumerate(items(data.get(section))):
                 if not isinstance(step, dict):
                     continue
-                base = (section, i)
-                for key in ("dispatch", "input", "with"):
-                    if key in step:
-                        yield from iter_templates(step[key], base + (key,))
-                when = step.get("when")
-                if isinstance(when, str) and when.strip().lower() not in YAML11_BOOLEANS:
-                    yield base + ("when",), str(self.templates.condition(when))  # a str stays one
-                for j, expr in enumerate(items(step.get("assert"))):
-                    if isinstance(expr, str):
-                        yield base + ("assert", j), str(self.templates.condition(expr))
+                yield from step_templates(step, self.templates, (section, i))
         if isinstance(data.get("outputs"), dict):
             yield from iter_templates(data["outputs"], ("outputs",))
 

@@ -18,6 +18,7 @@ from engine.templating import (
     TemplateError,
     Templates,
     iter_templates,
+    step_templates,
     unsafe_attribute,
 )
 from engine.validation.common import items, label
@@ -204,23 +205,16 @@ class _Semantics:
         self.check_style_options(step, path, info, style)
 
     def check_step_templates(self, step: dict[str, Any], path: Path, earlier: set[str], all_ids: set[str]) -> None:
-        """The templates of a step (dispatch, input, with, when, assert), seeing ``earlier`` steps."""
-        for key in ("dispatch", "input", "with"):
-            if key in step:
-                self.check_templates(step[key], path + (key,), earlier, all_ids)
+        """The templates of a step (for_each, dispatch, input, with, when, assert), seeing
+        ``earlier`` steps (and, in an assert, the step itself)."""
         when = step.get("when")
         if isinstance(when, str) and when.strip().lower() in YAML11_BOOLEANS:
             self.error(path + ("when",), f"{when!r} is a string, not a boolean ({YAML12_BOOLEANS}): "
                        f"write when: {bool_fix(when.strip())}")
-        elif isinstance(when, str):
-            self.check_templates(self.templates.condition(when), path + ("when",), earlier, all_ids)
         sid = step.get("id")
-        for i, expr in enumerate(items(step.get("assert"))):
-            if isinstance(expr, str):
-                self.check_templates(
-                    self.templates.condition(expr), path + ("assert", i), earlier, all_ids,
-                    self_id=sid if isinstance(sid, str) else None,
-                )
+        for where, src in step_templates(step, self.templates, path):
+            own = where[len(path)] == "assert" and isinstance(sid, str)
+            self.check_templates(src, where, earlier, all_ids, self_id=sid if own else None)
 
     def check_style_options(self, step: dict[str, Any], path: Path, info: TypeInfo, style: str) -> None:
         """Options a dispatch style needs (in with:, or in the provider block) or cannot take."""
