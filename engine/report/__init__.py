@@ -7,6 +7,7 @@
 - :mod:`~engine.report.junit`, :mod:`~engine.report.summary`: the file reports written from
   a run's final manifest (``--junit``, ``--summary``), registered in :data:`REPORTS`;
 - :mod:`~engine.report.not_run`: those reports for a run that stopped before its first step;
+- :mod:`~engine.report.plan_text`: ``runbook plan``'s text (its data is ``commands/plan``'s);
 - :mod:`~engine.report.text`: the escaping every output uses (XML, workflow commands,
   Markdown, terminals) and the phrases they share.
 

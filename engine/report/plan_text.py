@@ -1,0 +1,87 @@
+"""``runbook plan`` as text: one block per step (what ``plan --json`` prints as data)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["format_plan"]
+
+
+def _seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:g}ms"
+    return f"{value:g}s"
+
+
+def _json_block(value: Any, indent: str) -> str:
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return text.replace("\n", "\n" + indent)
+
+
+def _when_text(when: dict[str, Any]) -> str:
+    if when["expression"] is None:
+        return "always"
+    if when["decided"]:
+        return f"{'runs' if when['runs'] else 'skipped'}: {when['expression']} is {str(when['runs']).lower()}"
+    return f"{when.get('note', 'at run time')}: {when['expression']}"
+
+
+def _policy_text(step: dict[str, Any]) -> str:
+    parts = []
+    if step["timeout"] is not None:
+        parts.append(f"timeout {_seconds(step['timeout'])} per attempt")
+    retry = step["retry"]
+    if retry["attempts"] > 1:
+        parts.append(f"up to {retry['attempts']} attempts ({retry['backoff']}, on {', '.join(retry['on'])})")
+    else:
+        parts.append("one attempt")
+    if step["continue_on_error"]:
+        parts.append("continue on error")
+    return ", ".join(parts)
+
+
+def format_plan(data: dict[str, Any]) -> str:
+    """The plan as text, one block per step."""
+    rb = data["runbook"]
+    total = len(data["steps"]) + len(data["finally"])
+    out = [f"plan: {rb['name']} ({rb['path']}), {total} step{'s' if total != 1 else ''}; nothing is sent", ""]
+    if data["vars"]:
+        out.append("vars:     " + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}"
+                                            for k, v in data["vars"].items()))
+    if data["secrets"]:
+        out.append("secrets:  " + ", ".join(f"{s['name']} ({'set' if s['set'] else 'NOT SET'})"
+                                            for s in data["secrets"]))
+        if not all(s["set"] for s in data["secrets"]):
+            out.append("          (a run stops at its pre-flight check until every secret is set, "
+                       "unless --emulate)")
+    pad = " " * 13
+    number = 0
+    for section in ("steps", "finally"):
+        if section == "finally" and data["finally"]:
+            out += ["", "finally (always runs after the steps):"]
+        for step in data[section]:
+            number += 1
+            out.append("")
+            out.append(f"{number}. {step['id']}" + (f"  {step['name']}" if step["name"] else ""))
+            provider = step["provider"] if step["provider"] == step["provider_type"] \
+                else f"{step['provider']} ({step['provider_type']})"
+            out.append(f"   provider  {provider}" + (f": {step['endpoint']}" if step["endpoint"] else ""))
+            if step["headers"]:
+                out.append("   headers   " + ", ".join(f"{k}: {v}" for k, v in step["headers"].items()))
+            out.append(f"   dispatch  {step['dispatch']}")
+            out.append(f"   when      {_when_text(step['when'])}")
+            if step["uses"]:
+                out.append(f"   uses      {', '.join(step['uses'])} (placeholders until they run)")
+            out.append(f"   policy    {_policy_text(step)}")
+            out.append(f"   request   {_json_block(step['request'], pad)}")
+            if "with" in step:
+                out.append(f"   with      {_json_block(step['with'], pad)}")
+            for expression in step["assert"]:
+                out.append(f"   assert    {expression} (after the step)")
+    if data["outputs"]:
+        out += ["", "outputs:"]
+        width = max(len(k) for k in data["outputs"])
+        for key, value in data["outputs"].items():
+            out.append(f"  {key.ljust(width)}  {_json_block(value, ' ' * (width + 4))}")
+    return "\n".join(out) + "\n"
