@@ -126,6 +126,7 @@ class _Planner:
             "run": _Unknown(("run",), {"dry_run": False}),
         }
         self._builders: dict[str, RequestBuilder | None] = {}
+        self._unknown_names: frozenset[str] = frozenset()  # a for_each item not known before the run
 
     def _problem(self, path: tuple[Any, ...], source: str, message: str) -> str:
         unset = [v for v in self.templates.compile(source).analysis.vars if v not in self.variables]
@@ -148,7 +149,7 @@ class _Planner:
 
     def _deferred(self, source: str) -> bool:
         names = self.templates.compile(source).analysis.names
-        return "steps" in names or "run" in names
+        return "steps" in names or "run" in names or bool(names & self._unknown_names)
 
     def template(self, source: str, path: tuple[Any, ...]) -> Any:
         """One template string, rendered as far as it can be."""
@@ -256,6 +257,39 @@ class _Planner:
         return record, f"{wire.method} {wire.url}", wire.shown_headers(), consumed
 
     def step(self, step: Step) -> dict[str, Any]:
+        """The plan of one step; of a for_each step, its item count (when it can be known) and
+        the request of its first item."""
+        if step.for_each is None:
+            return self._step(step)
+        fan_out = self.fan_out(step)
+        try:
+            return {**self._step(step), "for_each": fan_out}
+        finally:
+            for name in (step.item_name, "loop"):
+                self.context.pop(name, None)
+            self._unknown_names = frozenset()
+
+    def fan_out(self, step: Step) -> dict[str, Any]:
+        """Render ``for_each`` and put its first item (and ``loop``) in the context."""
+        items = self.value(step.for_each, step.path + ("for_each",))
+        if isinstance(items, dict):
+            items = [{"key": k, "value": v} for k, v in items.items()]
+        known = isinstance(items, list) and not _has_unknown(items)
+        source = step.for_each if isinstance(step.for_each, str) else None
+        planned = {"expression": _expression_text(source) if source else None,
+                   "items": len(items) if known else None, "as": step.item_name,
+                   "concurrency": step.concurrency, "fail_fast": step.fail_fast}
+        if known and items:
+            self.context[step.item_name] = items[0]
+            self.context["loop"] = {"index": 1, "index0": 0, "length": len(items), "first": True,
+                                    "last": len(items) == 1}
+        else:
+            self.context[step.item_name] = _Unknown((step.item_name,))
+            self.context["loop"] = _Unknown(("loop",))
+            self._unknown_names = frozenset({step.item_name, "loop"})
+        return planned
+
+    def _step(self, step: Step) -> dict[str, Any]:
         target = self.value(step.target, step.path + ("dispatch", step.style))
         inp = self.value(step.input, step.path + ("input",))
         options = self.value(step.options, step.path + ("with",))

@@ -41,6 +41,17 @@ def _policy_text(step: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _fan_out_text(fan_out: dict[str, Any]) -> str:
+    """``3 items as user, concurrency 2, fail fast; the request shown is the first item's``."""
+    count = fan_out["items"]
+    what = (f"{count} item{'s' if count != 1 else ''}" if count is not None
+            else f"the items of {fan_out['expression']} (counted at run time)")
+    policy = f"concurrency {fan_out['concurrency']}, " + ("fail fast" if fan_out["fail_fast"] else "every item runs")
+    shown = "; no request (no items)" if count == 0 else (
+        "; the request shown is the first item's" if count else "")
+    return f"{what} as {fan_out['as']}, {policy}{shown}"
+
+
 def format_plan(data: dict[str, Any]) -> str:
     """The plan as text, one block per step."""
     rb = data["runbook"]
@@ -70,6 +81,8 @@ def format_plan(data: dict[str, Any]) -> str:
             if step["headers"]:
                 out.append("   headers   " + ", ".join(f"{k}: {v}" for k, v in step["headers"].items()))
             out.append(f"   dispatch  {step['dispatch']}")
+            if step.get("for_each"):
+                out.append(f"   for each  {_fan_out_text(step['for_each'])}")
             out.append(f"   when      {_when_text(step['when'])}")
             if step["uses"]:
                 out.append(f"   uses      {', '.join(step['uses'])} (placeholders until they run)")

@@ -34,7 +34,8 @@ def build_runbook(doc: Document, path: str) -> Runbook:
     """The frozen :class:`Runbook` of a document that passed validation."""
     data = doc.data
     providers: dict[str, ProviderSpec] = {
-        name: ProviderSpec(name, block["type"], block, ("providers", name))
+        name: ProviderSpec(name, block["type"], {k: v for k, v in block.items() if k != "rate_limit"},
+                           ("providers", name), _rate_limit(block.get("rate_limit")))
         for name, block in (data.get("providers") or {}).items()
     }
     defaults = data.get("defaults") or {}
@@ -63,6 +64,10 @@ def build_runbook(doc: Document, path: str) -> Runbook:
             path=(section, i),
             is_finally=section == "finally",
             step_timeout=parse_duration(step_timeout) if step_timeout is not None else None,
+            for_each=raw.get("for_each"),
+            item_name=raw.get("as", "item"),
+            concurrency=int(raw.get("concurrency", 1)),
+            fail_fast=bool(raw.get("fail_fast", True)),
         )
 
     steps = tuple(make("steps", i, s) for i, s in enumerate(data["steps"]))
@@ -89,3 +94,10 @@ def built(doc: Document, path: str) -> Runbook:
     if isinstance(runbook.source, SparseSourceMap):
         runbook.source.for_run(runbook.sha256)
     return runbook
+
+
+def _rate_limit(raw: Any) -> tuple[int, float] | None:
+    """``rate_limit: {requests, per}`` as (requests, seconds)."""
+    if not isinstance(raw, dict):
+        return None
+    return int(raw["requests"]), parse_duration(raw["per"])

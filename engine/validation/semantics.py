@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.errors import Problem
 from engine.loader import Document, Path
-from engine.model import STEP_ATTRIBUTES, parse_duration
+from engine.model import FANOUT_ATTRIBUTES, STEP_ATTRIBUTES, parse_duration
 from engine.providers.registry import TypeInfo, known_types, type_info
 from engine.schemas import YAML11_BOOLEANS, YAML12_BOOLEANS, bool_fix, suggest
 from engine.templating import (
@@ -17,6 +17,7 @@ from engine.templating import (
     KEPT_GLOBALS,
     TemplateError,
     Templates,
+    is_template,
     iter_templates,
     step_templates,
     unsafe_attribute,
@@ -29,8 +30,15 @@ __all__ = ["MAX_DURATION", "semantic_problems"]
 #: The longest timeout or delay (seconds): a year.
 MAX_DURATION = 366 * 24 * 3600
 
-#: Names a template may use: the context, and Jinja's own globals.
-_KNOWN_NAMES = frozenset({*CONTEXT_NAMES, *KEPT_GLOBALS, "loop"})
+#: Names a template may use: the context, and Jinja's own globals (a for_each step's templates
+#: also have its item and ``loop``; Jinja's own ``loop`` inside ``{% for %}`` is not a name here).
+_KNOWN_NAMES = frozenset({*CONTEXT_NAMES, *KEPT_GLOBALS})
+
+#: The keys of a step that only a for_each step may have.
+_FANOUT_KEYS = ("as", "concurrency", "fail_fast")
+
+#: The keys of a provider block that are the engine's, not the provider type's.
+ENGINE_PROVIDER_KEYS = ("rate_limit",)
 
 
 def semantic_problems(doc: Document, templates: Templates) -> list[Problem]:
@@ -54,6 +62,9 @@ class _Semantics:
         self.problems: list[Problem] = []
         self.provider_types: dict[str, str] = {}
         self._kinds: dict[str, tuple[TypeInfo | None, str | None]] | None = None
+        #: the ids of the for_each steps
+        self.fan_outs = {s["id"] for section in ("steps", "finally") for s in items(self.data.get(section))
+                         if isinstance(s, dict) and isinstance(s.get("id"), str) and "for_each" in s}
 
     def error(self, path: Path, message: str, *, key: bool = False) -> None:
         self.problems.append(self.source.problem(path, f"{label(self.data, path)}: {message}", key=key))
@@ -122,6 +133,10 @@ class _Semantics:
             if isinstance(retry, dict):
                 places += [(base + ("retry", key), retry.get(key))
                            for key in ("initial_delay", "max_delay", "max_elapsed")]
+        providers = data.get("providers")
+        for name, block in providers.items() if isinstance(providers, dict) else ():
+            if isinstance(block, dict) and isinstance(block.get("rate_limit"), dict):
+                places.append((("providers", name, "rate_limit", "per"), block["rate_limit"].get("per")))
         for path, value in places:
             if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 continue
@@ -150,7 +165,8 @@ class _Semantics:
                 )
                 continue
             self.provider_types[name] = ptype
-            self.problems.extend(provider_problems(self.doc, info, "config", block, ("providers", name)))
+            config = {k: v for k, v in block.items() if k not in ENGINE_PROVIDER_KEYS}
+            self.problems.extend(provider_problems(self.doc, info, "config", config, ("providers", name)))
             for path, src in iter_templates(block, ("providers", name)):
                 analysis = self.compile(path, src)
                 if analysis is not None and analysis.steps:
@@ -180,7 +196,35 @@ class _Semantics:
         info = self.resolve_provider(step, path)
         if info is not None:
             self.check_provider_use(step, path, info)
+        self.check_fan_out(step, path)
         self.check_step_templates(step, path, earlier, all_ids)
+
+    def check_fan_out(self, step: dict[str, Any], path: Path) -> None:
+        """``as``, ``concurrency`` and ``fail_fast`` belong to a for_each step; its ``for_each``
+        is a list (a template of one, or written out); its item's name is not taken."""
+        if "for_each" not in step:
+            for key in _FANOUT_KEYS:
+                if key in step:
+                    self.error(path + (key,), f"{key} applies only to a step with for_each", key=True)
+            return
+        for_each = step["for_each"]
+        if isinstance(for_each, str) and not is_template(for_each):
+            self.error(path + ("for_each",), f"{for_each!r} is a string, not a list: write a template of a list "
+                                             "(for_each: \"{{ vars.users }}\") or the list itself")
+        name = step.get("as")
+        if isinstance(name, str) and name in (*_KNOWN_NAMES, "loop"):
+            self.error(path + ("as",), f"{name!r} is taken (the templates' own names are "
+                                       f"{', '.join(sorted((*CONTEXT_NAMES, 'loop')))}): choose another name")
+
+    @staticmethod
+    def item_names(step: dict[str, Any]) -> frozenset[str]:
+        """The names a for_each step's templates have besides the context: its item and loop."""
+        if "for_each" not in step:
+            return frozenset()
+        name = step.get("as")
+        if not isinstance(name, str) or name in _KNOWN_NAMES:  # a name that is taken: reported
+            name = "item"
+        return frozenset({name, "loop"})
 
     def check_provider_use(self, step: dict[str, Any], path: Path, info: TypeInfo) -> None:
         """The step's ``with:`` options, dispatch style and the options that style needs or
@@ -212,9 +256,12 @@ class _Semantics:
             self.error(path + ("when",), f"{when!r} is a string, not a boolean ({YAML12_BOOLEANS}): "
                        f"write when: {bool_fix(when.strip())}")
         sid = step.get("id")
+        item_names = self.item_names(step)
         for where, src in step_templates(step, self.templates, path):
-            own = where[len(path)] == "assert" and isinstance(sid, str)
-            self.check_templates(src, where, earlier, all_ids, self_id=sid if own else None)
+            field = where[len(path)]
+            own = field == "assert" and isinstance(sid, str)
+            self.check_templates(src, where, earlier, all_ids, self_id=sid if own else None,
+                                 names=item_names if field != "for_each" else frozenset())
 
     def check_style_options(self, step: dict[str, Any], path: Path, info: TypeInfo, style: str) -> None:
         """Options a dispatch style needs (in with:, or in the provider block) or cannot take."""
@@ -279,22 +326,19 @@ class _Semantics:
         return self._kinds.get(sid, (None, None))
 
     def check_templates(self, value: Any, base: Path, earlier: set[str], all_ids: set[str],
-                        self_id: str | None = None) -> None:
+                        self_id: str | None = None, names: frozenset[str] = frozenset()) -> None:
         """Compile every template in ``value``; check its names, filters, tests, attributes
         and step references: whatever would fail at run time whatever the data.
 
-        ``earlier`` are the steps that have run at this point (``self_id`` too, in an assert).
+        ``earlier`` are the steps that have run at this point (``self_id`` too, in an assert);
+        ``names`` are the template's own names besides the context (a for_each item, loop).
         """
         for path, src in iter_templates(value, base):
             analysis = self.compile(path, src)
             if analysis is None:
                 continue
-            for name in sorted(analysis.names - _KNOWN_NAMES):
-                self.error(
-                    path,
-                    f"unknown name {name!r}{suggest(name, CONTEXT_NAMES)} in template; "
-                    f"available: {', '.join(CONTEXT_NAMES)}",
-                )
+            for name in sorted(analysis.names - _KNOWN_NAMES - names):
+                self.unknown_name(path, name, names)
             self.check_jinja_names(path, analysis)
             for ref in analysis.steps:
                 if ref in earlier or ref == self_id:
@@ -306,6 +350,16 @@ class _Semantics:
             for ref in analysis.step_refs:
                 if ref[0] in all_ids and len(ref) >= 2:
                     self.check_step_attribute(path, ref)
+
+    def unknown_name(self, path: Path, name: str, names: frozenset[str]) -> None:
+        available = [*CONTEXT_NAMES, *sorted(names)]
+        if name in ("item", "loop") and not names:
+            where = ("for_each itself (it is rendered before any item)" if path[2:3] == ("for_each",)
+                     else "a step without for_each")
+            self.error(path, f"{name!r} is defined only in the templates of a for_each step, not in {where}")
+            return
+        self.error(path, f"unknown name {name!r}{suggest(name, available)} in template; "
+                         f"available: {', '.join(available)}")
 
     def check_jinja_names(self, path: Path, analysis: Any) -> None:
         """Filters and tests that exist; no attribute or method the sandbox refuses."""
@@ -332,8 +386,11 @@ class _Semantics:
             return  # reported as unsafe
         info, style = self.step_kind(sid)
         extras = info.step_extras if info is not None else ()
-        known = (*STEP_ATTRIBUTES, *extras)
+        known = (*STEP_ATTRIBUTES, *extras, *(FANOUT_ATTRIBUTES if sid in self.fan_outs else ()))
         if attr not in known:
+            if attr in FANOUT_ATTRIBUTES:
+                self.error(path, f"steps.{sid} has no {attr}: it is not a for_each step")
+                return
             if info is None and isinstance(attr, str):  # a plugin type may add its own
                 return
             self.error(path, f"steps.{sid} has no attribute {attr!r}{suggest(str(attr), known)}; "
