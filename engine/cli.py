@@ -163,20 +163,23 @@ def _is_loopback(host: str) -> bool:
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--step", "step_ids", multiple=True, metavar="ID",
               help="Replay only this step (repeatable); default: every step that sent a request.")
+@click.option("--item", "item_indexes", multiple=True, type=click.IntRange(min=0), metavar="N",
+              help="For one for_each --step: replay only its item N (0-based; repeatable).")
 @click.option("--from-run-log", metavar="RUN_ID",
               help="For one Membrane --step: send the /act body of this action run log instead.")
 @click.option("--manifest", "out_path", type=click.Path(dir_okay=False),
               help="Where to write the new manifest (default .runbook/runs/<run id>.json).")
 @click.option("--emulate", is_flag=True, help="Send to the built-in emulator instead.")
 @click.option("--json", "json_output", is_flag=True, help="Print the new manifest to stdout.")
-def replay(manifest: str, step_ids: tuple[str, ...], from_run_log: str | None,
+def replay(manifest: str, step_ids: tuple[str, ...], item_indexes: tuple[int, ...], from_run_log: str | None,
            out_path: str | None, emulate: bool, json_output: bool) -> int:
     """Send the requests MANIFEST recorded again, as they were, and write a new manifest."""
     from engine.commands.replay import replay as replay_command
     from engine.report import ReportOptions
 
-    return replay_command(manifest, step_ids=step_ids, from_run_log=from_run_log, out_path=out_path,
-                          emulate=emulate, reports=ReportOptions("json" if json_output else "text"))
+    return replay_command(manifest, step_ids=step_ids, item_indexes=item_indexes, from_run_log=from_run_log,
+                          out_path=out_path, emulate=emulate,
+                          reports=ReportOptions("json" if json_output else "text"))
 
 
 def _report_internal(exc: BaseException, debug: bool, redact: Callable[[str], str] = str) -> None:

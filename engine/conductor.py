@@ -211,6 +211,10 @@ class FanOut:
         self.stopping = self.interrupted = True
         return sorted(self.in_flight)
 
+    def never_started(self) -> range:
+        """The items that were not started (once :meth:`done`: none, or those after a stop)."""
+        return range(self.next_index, self.count)
+
     def done(self) -> bool:
         """Whether every item is finished or will never start."""
         return not self.in_flight and (self.stopping or self.next_index >= self.count)
@@ -233,6 +237,39 @@ class FanOut:
         for status in self.statuses:
             out[status.value] = out.get(status.value, 0) + 1
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fan-out's state as JSON data (its step is the runbook's)."""
+        return {
+            "step": self.step.id,
+            "count": self.count,
+            "contexts": self.contexts,
+            "statuses": [s.value for s in self.statuses],
+            "in_flight": sorted(self.in_flight),
+            "next_index": self.next_index,
+            "failed": self.failed,
+            "first_failure": list(self.first_failure) if self.first_failure else None,
+            "stopping": self.stopping,
+            "interrupted": self.interrupted,
+            "previous": {str(k): v for k, v in self._previous.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, step: Step, state: Mapping[str, Any]) -> FanOut:
+        """A fan-out that goes on from ``state`` (from :meth:`to_dict`) for ``step``."""
+        if state["step"] != step.id:
+            raise ValueError(f"the state is of step {state['step']!r}, not {step.id!r}")
+        fan = cls(step, int(state["count"]))
+        fan.contexts = list(state["contexts"])
+        fan.statuses = [Status(s) for s in state["statuses"]]
+        fan.in_flight = set(state["in_flight"])
+        fan.next_index = int(state["next_index"])
+        fan.failed = int(state["failed"])
+        fan.first_failure = tuple(state["first_failure"]) if state["first_failure"] else None
+        fan.stopping = bool(state["stopping"])
+        fan.interrupted = bool(state["interrupted"])
+        fan._previous = {int(k): v for k, v in state["previous"].items()}
+        return fan
 
     def result(self, started_at: str | None, finished_at: str | None, duration_ms: int) -> StepResult:
         """The step's result: ``output`` is the items' outputs in item order (null for an item

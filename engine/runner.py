@@ -115,39 +115,53 @@ class Runner:
 
     def _fan_out(self, work: Work, deadline: float | None) -> StepResult:
         """Run the items of a ``for_each`` step over a bounded set of worker threads."""
-        step, executor, clock = work.step, self.executor, self.clock
-        started_at, start = clock.timestamp(), clock.monotonic()
+        step, executor = work.step, self.executor
         items = executor.items(step, {**work.context})
         if isinstance(items, StepResult):  # for_each did not render to a list: nothing was sent
             return items
         fan = FanOut(step, len(items), work.previous)
-        self.observer.items_started(step, len(items))
-        workers = _Workers(min(step.concurrency, len(items)))
-        running: dict[int, StepResult] = {}  # what each item in flight has done so far
+
+        def run_item(index: int, holder: StepResult) -> tuple[StepResult, BaseException | None]:
+            return executor.run_item(step, work.context, items, index, previous=fan.previous(index),
+                                     deadline=deadline, result=holder)
+
+        return self._run_items(fan, list(range(len(items))), run_item)
+
+    def _run_items(self, fan: FanOut, indexes: list[int], run_one: _ItemRun) -> StepResult:
+        """Run ``fan``'s items (position ``p`` is item ``indexes[p]``) on up to ``concurrency``
+        worker threads, as ``fan`` says; each finished one goes to the observer."""
+        step, clock = fan.step, self.clock
+        started_at, start = clock.timestamp(), clock.monotonic()
+        self.observer.items_started(step, fan.count)
+        workers = _Workers(min(step.concurrency, fan.count))
+        running: dict[int, StepResult] = {}  # position -> what the item has done so far
+
+        def done(position: int, item: StepResult) -> None:
+            running.pop(position, None)
+            fan.record(position, item.status, item.item_context())
+            self.observer.item_finished(item)
+
         try:
             while not fan.done():
-                for index in fan.ready():
-                    holder = running[index] = StepResult(step, Status.RUNNING, started_at=clock.timestamp())
-                    workers.submit(functools.partial(executor.run_item, step, work.context, items, index,
-                                                     previous=fan.previous(index), deadline=deadline,
-                                                     result=holder))
+                for position in fan.ready():
+                    holder = running[position] = StepResult(step, Status.RUNNING, started_at=clock.timestamp())
+                    holder.index = indexes[position]
+                    workers.submit(functools.partial(_positioned, run_one, position, indexes[position], holder))
                 if fan.in_flight:
-                    item, bug = workers.next_result()
-                    if bug is not None and executor.internal_error is None:
-                        executor.internal_error = bug
-                    self._item_done(fan, running, item)
+                    position, item, bug = workers.next_result()
+                    if bug is not None and self.executor.internal_error is None:
+                        self.executor.internal_error = bug
+                    done(position, item)
         except KeyboardInterrupt:
-            for index in fan.interrupt():
-                self._item_done(fan, running, _interrupted(running[index], index, clock))
+            for position in fan.interrupt():
+                done(position, _interrupted(running[position], clock))
         finally:
             workers.stop()
+        for position in fan.never_started():  # after a failure (fail_fast) or Ctrl-C: recorded too
+            item = StepResult(step, Status.NOT_RUN)
+            item.index = indexes[position]
+            self.observer.item_finished(item)
         return fan.result(started_at, clock.timestamp(), int((clock.monotonic() - start) * 1000))
-
-    def _item_done(self, fan: FanOut, running: dict[int, StepResult], item: StepResult) -> None:
-        assert item.index is not None
-        running.pop(item.index, None)
-        fan.record(item.index, item.status, item.item_context())
-        self.observer.item_finished(item)
 
     def replay_step(self, step: Step, request: Any) -> StepResult:
         """Send a recorded request again, as it was; the observer gets the result."""
@@ -155,12 +169,36 @@ class Runner:
         self.observer.step_finished(result)
         return result
 
+    def replay_items(self, step: Step, requests: list[tuple[int, Any]]) -> StepResult:
+        """Send recorded requests of a ``for_each`` step's items (``(index, request)``) again,
+        as they were, ``concurrency`` at a time; the observer gets each item and the step."""
 
-def _interrupted(holder: StepResult, index: int, clock: Clock) -> StepResult:
+        def replay_item(index: int, holder: StepResult) -> tuple[StepResult, BaseException | None]:
+            result = self.executor.replay_step(step, by_index[index])
+            result.index = index
+            return result, None
+
+        by_index = dict(requests)
+        result = self._run_items(FanOut(step, len(requests)), [index for index, _ in requests], replay_item)
+        self.observer.step_finished(result)
+        return result
+
+
+#: Runs item ``index`` into the result given: its result and the bug it met, if any.
+_ItemRun = Callable[[int, StepResult], "tuple[StepResult, BaseException | None]"]
+
+
+def _positioned(run_one: _ItemRun, position: int, index: int,
+                holder: StepResult) -> tuple[int, StepResult, BaseException | None]:
+    item, bug = run_one(index, holder)
+    return position, item, bug
+
+
+def _interrupted(holder: StepResult, clock: Clock) -> StepResult:
     """The record of an item that was in flight when the run was interrupted: what it had done,
     and the attempt it was making (its request may have gone out; no answer was awaited)."""
     result = StepResult(holder.step, Status.INTERRUPTED, started_at=holder.started_at, request=holder.request)
-    result.index = index
+    result.index = holder.index
     result.request_sha256 = holder.request_sha256
     result.attempts = list(holder.attempts)
     result.attempts.append(Attempt(len(result.attempts) + 1, clock.timestamp(), 0, None,

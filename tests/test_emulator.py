@@ -364,7 +364,8 @@ def test_request_log_records_provider_requests_only(emu: Emulator, client: httpx
     log = emu.requests
     assert [(r["method"], r["path"]) for r in log] == [("POST", "/act"), ("GET", "/nowhere")]
     first = log[0]
-    assert set(first) == {"method", "path", "query", "headers", "body"}
+    assert set(first) == {"method", "path", "query", "headers", "body", "in_flight", "received_at"}
+    assert first["in_flight"] >= 1 and isinstance(first["received_at"], float)  # (an earlier test's may linger)
     assert first["query"] == {"trace": "1"} and first["body"] == {"key": "k"}
     assert first["headers"]["x-extra"] == "yes"
     assert first["headers"]["authorization"] == "Bearer test-token"

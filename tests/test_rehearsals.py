@@ -27,6 +27,12 @@ class Collect:
     def step_finished(self, result: StepResult) -> None:
         self.results.append(result)
 
+    def items_started(self, step: object, count: int) -> None:
+        pass
+
+    def item_finished(self, result: StepResult) -> None:
+        pass
+
 
 @pytest.mark.parametrize("path", REHEARSALS, ids=[p.stem for p in REHEARSALS])
 def test_rehearsal(path: Path, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ def replay(
     manifest_path: str,
     *,
     step_ids: Sequence[str] = (),
+    item_indexes: Sequence[int] = (),
     from_run_log: str | None = None,
     out_path: str | None = None,
     emulate: bool = False,
@@ -42,7 +43,8 @@ def replay(
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
 ) -> int:
-    """Re-send recorded requests (all, or ``step_ids``) and write a new manifest.
+    """Re-send recorded requests (all, or ``step_ids``; of a for_each step, its items', or
+    those of ``item_indexes``) and write a new manifest.
 
     ``reports``: the new manifest on stdout (``--json``) and any file report."""
     reports = reports or ReportOptions()
@@ -54,6 +56,8 @@ def replay(
     templates = Templates()
     runbook, _ = load_runbook(runbook_path, templates)
     chosen = _chosen(manifest_path, previous, step_ids, from_run_log)
+    if item_indexes:
+        chosen = [_only_items(manifest_path, chosen, item_indexes)]
     steps = {s.id: s for s in runbook.steps + runbook.finally_steps}
     _check_resendable(manifest_path, runbook_path, chosen, steps, from_run_log)
 
@@ -83,10 +87,28 @@ def _chosen(manifest_path: str, previous: dict[str, Any], step_ids: Sequence[str
         if sid not in records:
             raise RunbookError(f"replay: {manifest_path} records no step {sid!r}")
     chosen = [records[sid] for sid in step_ids] if step_ids else [
-        r for r in previous["steps"] if r["request"] is not None]
+        r for r in previous["steps"] if r["request"] is not None or _sent_items(r)]
     if from_run_log and (len(chosen) != 1 or chosen[0]["provider_type"] != "membrane"):
         raise RunbookError("replay --from-run-log takes exactly one --step, of a membrane provider")
     return chosen
+
+
+def _only_items(manifest_path: str, chosen: list[dict[str, Any]], indexes: Sequence[int]) -> dict[str, Any]:
+    """The one chosen for_each step's record with only the items ``indexes``."""
+    if len(chosen) != 1 or chosen[0].get("items") is None:
+        raise RunbookError("replay --item takes exactly one --step, of a for_each step")
+    record = chosen[0]
+    by_index = {item["index"]: item for item in record["items"]}
+    missing = [str(i) for i in indexes if i not in by_index]
+    if missing:
+        raise RunbookError(f"replay: {manifest_path} records no item {', '.join(missing)} of step "
+                           f"{record['id']!r} (it has {len(by_index)})")
+    return {**record, "items": [by_index[i] for i in dict.fromkeys(indexes)]}
+
+
+def _sent_items(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items of a for_each step's record that sent a request."""
+    return [item for item in record.get("items") or [] if item.get("request") is not None]
 
 
 def _check_resendable(manifest_path: str, runbook_path: str, chosen: list[dict[str, Any]],
@@ -107,6 +129,13 @@ def _unsendable(record: dict[str, Any], steps: dict[str, Step], runbook_path: st
         return f"step {record['id']!r} is no longer in {runbook_path}"
     if from_run_log:
         return None  # the request comes from the run log
+    if record.get("items") is not None:
+        if not _sent_items(record):
+            return f"step {record['id']!r}: none of its items sent a request"
+        if any(_redacted(item["request"]) for item in _sent_items(record)):
+            return (f"step {record['id']!r}: the recorded requests of its items hold redacted secrets "
+                    "(***), which replay cannot re-send; run the runbook again instead")
+        return None
     if record["request"] is None:
         return f"step {record['id']!r} sent nothing (it was {record['status']})"
     if _redacted(record["request"]):
@@ -120,9 +149,12 @@ def _resend(runner: Runner, providers: Mapping[str, Any], pairs: list[tuple[Step
     """Send each step's recorded request (or the run log's) again; the replay's status."""
     status = Status.SUCCEEDED
     for step, record in pairs:
-        request = _run_log_request(providers[step.provider], step, from_run_log) if from_run_log \
-            else record["request"]
-        result = runner.replay_step(step, request)
+        if record.get("items") is not None and not from_run_log:
+            result = runner.replay_items(step, [(item["index"], item["request"]) for item in _sent_items(record)])
+        else:
+            request = _run_log_request(providers[step.provider], step, from_run_log) if from_run_log \
+                else record["request"]
+            result = runner.replay_step(step, request)
         if result.status is Status.INTERRUPTED:
             return Status.INTERRUPTED
         if result.status is Status.FAILED:

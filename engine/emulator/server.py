@@ -208,6 +208,7 @@ class EmulatorServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
         self._faults: list[FaultRule] = []
+        self._in_flight = 0  # provider requests being answered now
         self._reset_hooks: list[Callable[[], None]] = []
         self._connections: set[socket.socket] = set()
         super().__init__((host, port), _RequestHandler)
@@ -251,9 +252,13 @@ class EmulatorServer(ThreadingHTTPServer):
             return copy.deepcopy(self._log)
 
     def record(self, request: Request) -> None:
-        """Append a request to the log."""
+        """Append a request to the log, with ``in_flight`` (how many provider requests were
+        being answered when it arrived, itself included: a fan-out's overlap shows there) and
+        ``received_at`` (Unix time)."""
         entry = request.log_entry()
         with self._lock:
+            entry["in_flight"] = self._in_flight
+            entry["received_at"] = time.time()
             self._log.append(entry)
 
     def clear_requests(self) -> None:
@@ -363,7 +368,16 @@ class EmulatorServer(ThreadingHTTPServer):
 
     def answer(self, request: Request) -> Response | None:
         """The response to a provider request, or None to drop the connection."""
-        self.record(request)
+        with self._lock:
+            self._in_flight += 1
+        try:
+            self.record(request)
+            return self._answer(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _answer(self, request: Request) -> Response | None:
         route, path_known = self.resolve(request)
         rule = self.take_fault(request, route)
         error = route.error if route else generic_error
