@@ -40,6 +40,9 @@ def prepared_run(runbook: Runbook, templates: Templates, variables: dict[str, An
     try:
         prepared = preflight(runbook, templates, vars=variables, environ=os.environ,
                              run_info=run_info, emulator_url=emulator.url if emulator else None)
+        # httpx is imported now, before step 1, not on the first send: a rate limit spaces the
+        # first attempts, which a 50 ms import would otherwise bunch together
+        import engine.providers._http  # noqa: F401
         try:
             yield prepared
         finally:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
-from engine.providers.base import ProviderError
+from engine.providers.base import ProviderError, Request
 
 if TYPE_CHECKING:
     from engine.providers._http import Connection
@@ -47,6 +48,33 @@ def connect(tls: TLS) -> Connection:
     from engine.providers import _http
 
     return _http.Connection(tls)
+
+
+class LazyConnection:
+    """A provider's :class:`~engine.providers._http.Connection`, made on its first send (which
+    imports httpx), once, whichever of a fan-out's threads sends first."""
+
+    def __init__(self, tls: TLS) -> None:
+        self._tls = tls
+        self._connection: Connection | None = None
+        self._lock = threading.Lock()
+
+    def send(self, request: Request, timeout: float | None,
+             credentials: Mapping[str, str] | None = None) -> Any:
+        """Send ``request`` (see :meth:`Connection.send`)."""
+        connection = self._connection
+        if connection is None:
+            with self._lock:
+                if self._connection is None:
+                    self._connection = connect(self._tls)
+                connection = self._connection
+        return connection.send(request, timeout, credentials)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
 
 # -- URLs -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from engine.providers import _common
 from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError, Redactor, Request
 
 if TYPE_CHECKING:
-    from engine.providers._http import Connection
+    pass
 
 __all__ = ["HttpProvider", "HttpRequests"]
 
@@ -96,7 +96,7 @@ class HttpProvider(HttpRequests, Provider):
     ) -> None:
         HttpRequests.__init__(self, name, config, env=env)
         self._tls = _common.tls_settings(config, env, name)
-        self._connection: Connection | None = None
+        self._connection = _common.LazyConnection(self._tls)
 
     def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
         named = f"{call.target.get('method', 'GET')} {self._url(call.target)}"
@@ -108,8 +108,6 @@ class HttpProvider(HttpRequests, Provider):
 
     def _send(self, request: Request, named: str, expected: Any, timeout: float | None) -> ActionResult:
         """Send ``request`` (``named``: its method and URL as the runbook names them)."""
-        if self._connection is None:
-            self._connection = _common.connect(self._tls)
         response = self._connection.send(request, timeout)
         body, _ = _common.parse_body(response)
         status = response.status_code
@@ -126,6 +124,4 @@ class HttpProvider(HttpRequests, Provider):
         return ActionResult(output=body, exports=exports, http_status=status)
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._connection.close()

@@ -15,7 +15,7 @@ from engine.providers import _common
 from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError, Redactor, Request
 
 if TYPE_CHECKING:
-    from engine.providers._http import Connection
+    pass
 
 __all__ = ["MembraneProvider", "MembraneRequests", "mint_jwt", "DEFAULT_BASE_URL"]
 
@@ -131,7 +131,7 @@ class MembraneProvider(MembraneRequests, Provider):
         redactor.add(self._token)
         redactor.add(self._workspace_secret)
         self._jwt_expires = 0.0
-        self._connection: Connection | None = None
+        self._connection = _common.LazyConnection(self._tls)
 
     def _bearer(self) -> str:
         if self._token and not self._workspace_secret:
@@ -146,8 +146,6 @@ class MembraneProvider(MembraneRequests, Provider):
         return str(self._token)
 
     def _send(self, request: Request, timeout: float | None) -> Any:
-        if self._connection is None:
-            self._connection = _common.connect(self._tls)
         return self._connection.send(request, timeout, {"Authorization": f"Bearer {self._bearer()}"})
 
     def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
@@ -196,9 +194,7 @@ class MembraneProvider(MembraneRequests, Provider):
         )
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._connection.close()
 
 
 def _run_id(body: Any) -> str | None:

@@ -27,7 +27,7 @@ from engine.providers import _common
 from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError, Redactor, Request
 
 if TYPE_CHECKING:
-    from engine.providers._http import Connection
+    pass
 
 __all__ = [
     "PipedreamProvider",
@@ -301,7 +301,7 @@ class PipedreamProvider(PipedreamRequests, Provider):
             assert self._client_id is not None
             digest = hashlib.sha256(self._client_secret.encode("utf-8")).hexdigest()
             self._cache_key = (self.base_url, self._client_id, digest, self.scope or "")
-        self._connection: Connection | None = None
+        self._connection = _common.LazyConnection(self._tls)
 
     def _credentials(self, config: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
         """Pick the credentials; the problem naming what to set, or None.
@@ -362,9 +362,7 @@ class PipedreamProvider(PipedreamRequests, Provider):
             return self._action_result(call, response)
         return self._proxy_result(call, response)
 
-    def _connection_(self) -> Connection:
-        if self._connection is None:
-            self._connection = _common.connect(self._tls)
+    def _connection_(self) -> _common.LazyConnection:
         return self._connection
 
     # -- answers ------------------------------------------------------------------------------
@@ -497,9 +495,7 @@ class PipedreamProvider(PipedreamRequests, Provider):
         return token, float(lifetime)
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._connection.close()
 
 
 def _base_url(config: Mapping[str, Any], env: Mapping[str, str]) -> str:
