@@ -16,10 +16,12 @@ from __future__ import annotations
 import importlib
 import types
 from functools import cache
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from engine.providers.base import Provider
 from engine.schemas import load_schema
+
+if TYPE_CHECKING:  # validation reads types' metadata only: it imports no provider code
+    from engine.providers.base import Provider
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "TypeInfo", "type_info", "provider_class", "as_provider_class",
            "known_types"]
@@ -86,8 +88,10 @@ def as_provider_class(name: str, cls: Any) -> type[Provider]:
     """
     if not isinstance(cls, type):
         raise TypeError(f"the entry point {name!r} of {ENTRY_POINT_GROUP} is not a class: {cls!r}")
+    from engine.providers.base import Provider
+
     if Provider in cls.__mro__:
-        return cast(type[Provider], cls)
+        return cast("type[Provider]", cls)
     # The only probing of a provider: once, here, for a class that did not declare them.
     declared = {
         "type_name": getattr(cls, "type_name", name),
@@ -97,7 +101,7 @@ def as_provider_class(name: str, cls: Any) -> type[Provider]:
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
     }
-    return cast(type[Provider], types.new_class(cls.__name__, (cls, Provider), {},
+    return cast("type[Provider]", types.new_class(cls.__name__, (cls, Provider), {},
                                                lambda ns: ns.update(declared)))
 
 
@@ -127,7 +131,7 @@ def provider_class(name: str) -> type[Provider]:
     """The class implementing provider type ``name`` (imports it)."""
     if name in BUILTIN:
         module, _, attr = BUILTIN[name].partition(":")
-        return cast(type[Provider], getattr(importlib.import_module(module), attr))
+        return cast("type[Provider]", getattr(importlib.import_module(module), attr))
     cls = _plugin(name)
     if cls is None:
         raise KeyError(name)
