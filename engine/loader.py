@@ -92,7 +92,7 @@ if getattr(yaml, "__with_libyaml__", False):
     from yaml._yaml import CParser as _ParserBase
 else:  # pragma: no cover - pure-Python fallback
 
-    class _ParserBase(  # type: ignore[no-redef]
+    class _ParserBase(  # type: ignore[no-redef]  # the same parser, where libyaml is missing
         yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer
     ):
         def __init__(self, stream: str) -> None:
