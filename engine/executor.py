@@ -59,6 +59,14 @@ def retry_delay(policy: RetryPolicy, attempt: int, retry_after: float | None,
     return delay
 
 
+def _shown(value: Any, limit: int = 200) -> str:
+    """A value in a message: JSON, cut short."""
+    import json
+
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _kind(value: Any) -> str:
     """What a JSON value is, in words: ``a string``, ``a number``, ``null``."""
     if value is None:
@@ -265,8 +273,7 @@ class Executor:
         if not step.asserts:
             return
         result.status = Status.SUCCEEDED
-        # The step sees itself as steps.<id>, over the earlier steps (which are not copied).
-        own = {**ctx, "steps": ChainMap({step.id: result.context()}, ctx["steps"])}
+        own = self._own(step, ctx, result)
         for i, expr in enumerate(step.asserts):
             if not truthy(self._condition(step, own, expr, ("assert", i))):
                 raise _StepFailed(StepError(ErrorType.ASSERTION, f"assertion failed: {expr}",
@@ -290,13 +297,50 @@ class Executor:
             answer = ActionResult(previous["output"], previous["run_id"], previous["exports"],
                                   previous["logs"], None, previous.get("extra") or {})
             result.reused_from = previous.get("reused_from")
-        else:
+        elif step.until is None:
             answer = self._attempts(step, lambda timeout: provider.send(call, timeout), result, deadline)
+        else:
+            self._poll(step, ctx, result, lambda timeout: provider.send(call, timeout), deadline)
+            return
+        self._take(result, answer)
+
+    @staticmethod
+    def _take(result: StepResult, answer: ActionResult) -> None:
         result.output = answer.output
         result.run_id = answer.run_id
         result.exports = answer.exports
         result.logs = answer.logs
         result.extra = answer.extra
+
+    def _own(self, step: Step, ctx: Mapping[str, Any], result: StepResult) -> dict[str, Any]:
+        """``ctx`` in which the step sees itself as ``steps.<id>`` (its asserts and until), over
+        the earlier steps (which are not copied)."""
+        return {**ctx, "steps": ChainMap({step.id: result.context()}, ctx["steps"])}
+
+    def _poll(self, step: Step, ctx: Mapping[str, Any], result: StepResult,
+              send: Callable[[float | None], ActionResult], deadline: float | None) -> None:
+        """Send, and send again every ``poll.interval`` while ``until`` is false, for at most
+        ``poll.timeout``: every poll is an attempt; errors follow the retry policy."""
+        assert step.poll is not None and step.until is not None
+        clock, poll = self.clock, step.poll
+        start = clock.monotonic()
+        wait = poll.interval
+        while True:
+            self._take(result, self._attempts(step, send, result, deadline, first=start))
+            result.status = Status.SUCCEEDED  # as until sees itself
+            value = self._condition(step, self._own(step, ctx, result), step.until, ("until",))
+            if truthy(value):
+                return
+            if clock.monotonic() - start + wait > poll.timeout:
+                expression = step.until if isinstance(step.until, str) else str(step.until).lower()
+                raise _StepFailed(StepError(
+                    ErrorType.TIMEOUT,
+                    f"until {expression.strip()} was still false after {len(result.attempts)} polls in "
+                    f"{poll.timeout:g}s (poll timeout); its last value: {_shown(value)}",
+                    location=self._where(step.path + ("until",))))
+            clock.sleep(wait)
+            if poll.backoff == "exponential":
+                wait *= 2
 
     def _budget(self, step: Step, first: float, deadline: float | None) -> tuple[float | None, str]:
         """This attempt's timeout: the step's, or less when the step or run time is running out."""
@@ -317,15 +361,18 @@ class Executor:
         return timeout, why
 
     def _attempts(self, step: Step, send: Callable[[float | None], ActionResult], result: StepResult,
-                  deadline: float | None) -> ActionResult:
-        """Call ``send`` under the step's timeouts and retry policy, recording each attempt."""
+                  deadline: float | None, first: float | None = None) -> ActionResult:
+        """Call ``send`` under the step's timeouts and retry policy, recording each attempt
+        (numbered on from the step's earlier ones: a poll's). ``first``: when the step's first
+        attempt began (``step_timeout`` counts from it)."""
         clock = self.clock
         policy = step.retry
-        first = clock.monotonic()
-        number = 0
+        first = clock.monotonic() if first is None else first
+        tries = 0  # of this send, for the retry policy
         gate = self.gates.get(step.provider)
         while True:
-            number += 1
+            tries += 1
+            number = len(result.attempts) + 1
             if gate is not None:
                 gate.acquire()
             timeout, limit = self._budget(step, first, deadline)
@@ -349,9 +396,9 @@ class Executor:
                     result.run_id = exc.run_id
                 result.logs = exc.logs
                 result.extra = exc.extra
-                if number >= policy.attempts or not should_retry(exc, policy):
+                if tries >= policy.attempts or not should_retry(exc, policy):
                     raise _StepFailed(self._step_error(step, exc)) from None
-                delay = retry_delay(policy, number, exc.retry_after, self.rng)
+                delay = retry_delay(policy, tries, exc.retry_after, self.rng)
                 elapsed = clock.monotonic() - first
                 if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
                     raise _StepFailed(self._step_error(

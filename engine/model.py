@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RetryPolicy",
+    "PollPolicy",
     "ProviderSpec",
     "Step",
     "Runbook",
@@ -52,6 +53,15 @@ class RetryPolicy(NamedTuple):
     on: frozenset[str] = frozenset({"connection", "429"})
 
 
+class PollPolicy(NamedTuple):
+    """``poll:`` (SPEC §12): re-send every ``interval`` (doubling with ``exponential``) while
+    ``until`` is false, for at most ``timeout`` seconds."""
+
+    interval: float
+    timeout: float
+    backoff: str = "fixed"
+
+
 class ProviderSpec(NamedTuple):
     """A named provider instance: its type and its (templated) configuration."""
 
@@ -87,12 +97,15 @@ class Step(NamedTuple):
     item_name: str = "item"  # ``as:``
     concurrency: int = 1
     fail_fast: bool = True
+    #: ``until`` (an expression over the step's own latest answer) and its ``poll:``; None: no polling
+    until: str | bool | None = None
+    poll: PollPolicy | None = None
 
     def fields(self) -> dict[str, Any]:
         """The step's templated fields as the runbook writes them (for
         :func:`~engine.templating.step_templates`)."""
         fields: dict[str, Any] = {"dispatch": {self.style: self.target}, "input": self.input, "with": self.options,
-                                  "when": self.when, "assert": list(self.asserts)}
+                                  "when": self.when, "assert": list(self.asserts), "until": self.until}
         if self.for_each is not None:
             fields["for_each"] = self.for_each
         return fields

@@ -689,7 +689,7 @@ def step_templates(step: Mapping[str, Any], templates: Templates,
     """Every template of one step, given as its runbook fields (a step's mapping as written,
     or :meth:`~engine.model.Step.fields`): the one walk over them, in the order a run renders
     them. ``for_each``, ``dispatch``, ``input`` and ``with`` are walked for template strings;
-    ``when`` and each ``assert`` are conditions, a bare expression given its ``{{ }}``. Paths
+    ``when``, each ``assert`` and ``until`` are conditions, a bare expression given its ``{{ }}``. Paths
     start with ``base``."""
     for key in ("for_each", "dispatch", "input", "with"):
         if key in step:
@@ -701,6 +701,9 @@ def step_templates(step: Mapping[str, Any], templates: Templates,
     for i, expr in enumerate(asserts if isinstance(asserts, list) else ()):
         if isinstance(expr, str):
             yield base + ("assert", i), str(templates.condition(expr))
+    until = step.get("until")
+    if isinstance(until, str):
+        yield base + ("until",), str(templates.condition(until))
 
 
 def iter_templates(value: Any, path: tuple[Any, ...] = ()) -> Any:

@@ -122,3 +122,39 @@ def test_asserts_see_the_step_without_copying_the_others(tmp_path: Path) -> None
     result = executor.run_step(runbook.steps[1], context(earlier))
     assert result.status is Status.SUCCEEDED, result.error
     assert set(earlier) == {"a"}  # the executor changed nothing of the conductor's
+
+
+POLL = """\
+  - id: export
+    provider: membrane
+    dispatch: {key: export-status}
+    until: "{{ steps.export.output.status == 'done' }}"
+    poll: {interval: 5s, timeout: 1m%s}
+    retry: {attempts: 2, backoff: fixed, initial_delay: 1s, "on": ["5xx"]}
+"""
+
+
+def test_a_poll_resends_until_the_answer_says_so_each_poll_an_attempt(tmp_path: Path) -> None:
+    runbook, executor, provider, clock = setup(tmp_path, POLL % "", {"export-status": [
+        {"output": {"status": "running"}},
+        {"error": {"type": "server_error", "status": 503}},  # an error while polling: retry says
+        {"output": {"status": "running"}},
+        {"output": {"status": "done", "url": "https://x/e.csv"}},
+    ]})
+    result = executor.run_step(runbook.steps[0], context())
+    assert result.status is Status.SUCCEEDED, result.error
+    assert result.output == {"status": "done", "url": "https://x/e.csv"}
+    assert [(a.number, a.http_status) for a in result.attempts] == [(1, 200), (2, 503), (3, 200), (4, 200)]
+    assert clock.slept == [5.0, 1.0, 5.0]  # poll, retry after the 503, poll
+    assert len(provider.calls) == 4 and len({str(c) for c in provider.calls}) == 1  # the same request
+
+
+def test_a_poll_that_never_sees_until_true_fails_with_a_timeout_and_the_last_value(tmp_path: Path) -> None:
+    runbook, executor, provider, clock = setup(tmp_path, POLL % ", backoff: exponential",
+                                               {"export-status": [{"output": {"status": "running"}}]})
+    result = executor.run_step(runbook.steps[0], context())
+    assert result.status is Status.FAILED and result.error.type == "timeout"
+    assert clock.slept == [5.0, 10.0, 20.0]  # exponential: the next wait (40 s) would pass the minute
+    assert result.error.message == ("until {{ steps.export.output.status == 'done' }} was still false after 4 "
+                                    "polls in 60s (poll timeout); its last value: false")
+    assert result.error.location == f"{tmp_path / 'rb.yml'}:7:12"

@@ -319,6 +319,11 @@ class _Planner:
         }
         if options and not consumed:
             planned["with"] = options
+        if step.poll is not None and step.until is not None:
+            until = step.until if isinstance(step.until, bool) else _expression_text(
+                str(self.templates.condition(step.until)))
+            planned["poll"] = {"until": until, "interval": step.poll.interval, "timeout": step.poll.timeout,
+                               "backoff": step.poll.backoff}
         return planned
 
 
@@ -337,8 +342,8 @@ def _expression_text(source: str) -> str:
 
 
 def _step_templates(step: Step, templates: Templates) -> list[str]:
-    """What the step's request and ``when`` render (not its asserts, which read the step)."""
-    return [src for path, src in step_templates(step.fields(), templates) if path[0] != "assert"]
+    """What the step's request and ``when`` render (not its asserts and until, which read the step)."""
+    return [src for path, src in step_templates(step.fields(), templates) if path[0] not in ("assert", "until")]
 
 
 def build_plan(runbook: Runbook, templates: Templates, variables: Mapping[str, Any],

@@ -9,8 +9,12 @@ __all__ = ["format_plan"]
 
 
 def _seconds(value: float) -> str:
+    """``500ms``, ``30s``, ``10m``, ``2h``: as a runbook would write it."""
     if value < 1:
         return f"{value * 1000:g}ms"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if value >= size and value % size == 0:
+            return f"{value / size:g}{unit}"
     return f"{value:g}s"
 
 
@@ -39,6 +43,12 @@ def _policy_text(step: dict[str, Any]) -> str:
     if step["continue_on_error"]:
         parts.append("continue on error")
     return ", ".join(parts)
+
+
+def _poll_text(poll: dict[str, Any]) -> str:
+    """``re-sends this request (a read) every 5s until X, for at most 10m``."""
+    every = f"every {_seconds(poll['interval'])}" + (", doubling" if poll["backoff"] == "exponential" else "")
+    return f"re-sends this request (a read) {every} until {poll['until']}, for at most {_seconds(poll['timeout'])}"
 
 
 def _fan_out_text(fan_out: dict[str, Any]) -> str:
@@ -87,6 +97,8 @@ def format_plan(data: dict[str, Any]) -> str:
             if step["uses"]:
                 out.append(f"   uses      {', '.join(step['uses'])} (placeholders until they run)")
             out.append(f"   policy    {_policy_text(step)}")
+            if step.get("poll"):
+                out.append(f"   polls     {_poll_text(step['poll'])}")
             out.append(f"   request   {_json_block(step['request'], pad)}")
             if "with" in step:
                 out.append(f"   with      {_json_block(step['with'], pad)}")

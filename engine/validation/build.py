@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from engine.loader import Document, SparseSourceMap
-from engine.model import ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
+from engine.model import PollPolicy, ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
 
 __all__ = ["build_runbook", "built"]
 
@@ -68,6 +68,8 @@ def build_runbook(doc: Document, path: str) -> Runbook:
             item_name=raw.get("as", "item"),
             concurrency=int(raw.get("concurrency", 1)),
             fail_fast=bool(raw.get("fail_fast", True)),
+            until=raw.get("until"),
+            poll=_poll(raw.get("poll")),
         )
 
     steps = tuple(make("steps", i, s) for i, s in enumerate(data["steps"]))
@@ -94,6 +96,13 @@ def built(doc: Document, path: str) -> Runbook:
     if isinstance(runbook.source, SparseSourceMap):
         runbook.source.for_run(runbook.sha256)
     return runbook
+
+
+def _poll(raw: Any) -> PollPolicy | None:
+    """``poll: {interval, timeout, backoff}``."""
+    if not isinstance(raw, dict):
+        return None
+    return PollPolicy(parse_duration(raw["interval"]), parse_duration(raw["timeout"]), raw.get("backoff", "fixed"))
 
 
 def _rate_limit(raw: Any) -> tuple[int, float] | None:

@@ -129,6 +129,9 @@ class _Semantics:
             if not isinstance(block, dict):
                 continue
             places += [(base + (key,), block.get(key)) for key in ("timeout", "step_timeout")]
+            poll = block.get("poll")
+            if isinstance(poll, dict):
+                places += [(base + ("poll", key), poll.get(key)) for key in ("interval", "timeout")]
             retry = block.get("retry")
             if isinstance(retry, dict):
                 places += [(base + ("retry", key), retry.get(key))
@@ -197,7 +200,25 @@ class _Semantics:
         if info is not None:
             self.check_provider_use(step, path, info)
         self.check_fan_out(step, path)
+        self.check_poll(step, path)
         self.check_step_templates(step, path, earlier, all_ids)
+
+    def check_poll(self, step: dict[str, Any], path: Path) -> None:
+        """``until`` and ``poll`` come together; a poll's interval fits in its timeout."""
+        if ("until" in step) != ("poll" in step):
+            have, missing = ("until", "poll") if "until" in step else ("poll", "until")
+            self.error(path + (have,), f"{have} needs {missing}: a step polls while until is false, as poll "
+                                       "says (poll: {interval: 5s, timeout: 10m})", key=True)
+            return
+        poll = step.get("poll")
+        if isinstance(poll, dict):
+            try:
+                interval, timeout = parse_duration(poll["interval"]), parse_duration(poll["timeout"])
+            except (KeyError, ValueError, TypeError, IndexError, OverflowError):
+                return  # the schema pass says so
+            if interval > timeout:
+                self.error(path + ("poll", "interval"), f"the interval ({poll['interval']}) is longer than the "
+                                                        f"timeout ({poll['timeout']}): it would poll once")
 
     def check_fan_out(self, step: dict[str, Any], path: Path) -> None:
         """``as``, ``concurrency`` and ``fail_fast`` belong to a for_each step; its ``for_each``
@@ -249,8 +270,8 @@ class _Semantics:
         self.check_style_options(step, path, info, style)
 
     def check_step_templates(self, step: dict[str, Any], path: Path, earlier: set[str], all_ids: set[str]) -> None:
-        """The templates of a step (for_each, dispatch, input, with, when, assert), seeing
-        ``earlier`` steps (and, in an assert, the step itself)."""
+        """The templates of a step (for_each, dispatch, input, with, when, assert, until), seeing
+        ``earlier`` steps (and, in an assert or until, the step itself)."""
         when = step.get("when")
         if isinstance(when, str) and when.strip().lower() in YAML11_BOOLEANS:
             self.error(path + ("when",), f"{when!r} is a string, not a boolean ({YAML12_BOOLEANS}): "
@@ -259,7 +280,7 @@ class _Semantics:
         item_names = self.item_names(step)
         for where, src in step_templates(step, self.templates, path):
             field = where[len(path)]
-            own = field == "assert" and isinstance(sid, str)
+            own = field in ("assert", "until") and isinstance(sid, str)
             self.check_templates(src, where, earlier, all_ids, self_id=sid if own else None,
                                  names=item_names if field != "for_each" else frozenset())
 
