@@ -103,9 +103,25 @@ def plan(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...], jso
 
 
 @cli.command()
-@click.argument("which", type=click.Choice(["runbook", "manifest"]), default="runbook")
-def schema(which: str) -> int:
-    """Print the JSON Schema of a runbook or of a results manifest."""
+@click.argument("which", type=click.Choice(["runbook", "manifest", "inputs"]), default="runbook")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+def schema(which: str, file: str | None) -> int:
+    """Print the JSON Schema of a runbook or of a results manifest; `schema inputs FILE`: of
+    the values FILE's run takes (its declared inputs)."""
+    if which == "inputs":
+        import json
+
+        from engine.validation import load_runbook
+        from engine.validation.inputs import inputs_schema
+
+        if file is None:
+            raise click.UsageError("runbook schema inputs FILE: name the runbook whose inputs to print")
+        runbook, _ = load_runbook(file)
+        sys.stdout.write(json.dumps(inputs_schema(runbook.inputs, f"inputs of {runbook.name}"), indent=2,
+                                    ensure_ascii=False) + "\n")
+        return 0
+    if file is not None:
+        raise click.UsageError(f"runbook schema {which} takes no FILE")
     from engine.schemas import schema_dir
 
     with open(schema_dir() / f"{which}.schema.json", encoding="utf-8") as fh:

@@ -136,6 +136,8 @@ class Runbook(NamedTuple):
     sha256: str
     source: SourceMap
     run_timeout: float | None = None
+    #: ``inputs:``: each declared input's schema (``type``, ``default``, ``required``, ...)
+    inputs: dict[str, dict[str, Any]] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
 
 
 class Status(str, enum.Enum):

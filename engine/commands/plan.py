@@ -356,6 +356,9 @@ def build_plan(runbook: Runbook, templates: Templates, variables: Mapping[str, A
     secrets = secret_references(runbook, templates)
     data = {
         "runbook": {"path": runbook.path, "name": runbook.name, "sha256": runbook.sha256},
+        "inputs": [{"name": name, **{k: spec[k] for k in ("type", "required", "default", "description")
+                                     if k in spec}, "value": variables.get(name)}
+                   for name, spec in runbook.inputs.items()],
         "vars": dict(variables),
         "secrets": [{"name": name, "set": name in environ} for name in secrets],
         "steps": steps,

@@ -45,6 +45,13 @@ def _policy_text(step: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _input_text(spec: dict[str, Any]) -> str:
+    """``email (string, required)=a@b.c``."""
+    kind = ", ".join(p for p in (spec.get("type"), "required" if spec.get("required") else None) if p)
+    value = json.dumps(spec["value"], ensure_ascii=False, default=str)
+    return f"{spec['name']}" + (f" ({kind})" if kind else "") + f"={value}"
+
+
 def _poll_text(poll: dict[str, Any]) -> str:
     """``re-sends this request (a read) every 5s until X, for at most 10m``."""
     every = f"every {_seconds(poll['interval'])}" + (", doubling" if poll["backoff"] == "exponential" else "")
@@ -67,6 +74,10 @@ def format_plan(data: dict[str, Any]) -> str:
     rb = data["runbook"]
     total = len(data["steps"]) + len(data["finally"])
     out = [f"plan: {rb['name']} ({rb['path']}), {total} step{'s' if total != 1 else ''}; nothing is sent", ""]
+    if data.get("inputs"):
+        out.append("inputs:   " + ", ".join(_input_text(i) for i in data["inputs"]))
+        data = {**data, "vars": {k: v for k, v in data["vars"].items()
+                                 if k not in {i["name"] for i in data["inputs"]}}}
     if data["vars"]:
         out.append("vars:     " + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}"
                                             for k, v in data["vars"].items()))

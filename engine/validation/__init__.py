@@ -16,7 +16,7 @@ pipeline: load -> check -> build. Nothing here imports httpx or a provider's cod
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from engine.errors import LocatedErrors, Problem
 from engine.loader import Document, load_file, load_text
@@ -25,6 +25,7 @@ from engine.schemas import YAML11_BOOLEANS, suggest
 from engine.templating import Templates
 from engine.validation.build import build_runbook, built
 from engine.validation.common import label
+from engine.validation.inputs import input_problems
 from engine.validation.lint import lint_document
 from engine.validation.schema import runbook_problems, schema_problems
 from engine.validation.semantics import MAX_DURATION, semantic_problems
@@ -47,10 +48,14 @@ __all__ = [
 
 def check(doc: Document, templates: Templates, *, lint: bool = True, provided_vars: Iterable[str] = (),
           strict: bool = False, cli_vars: Iterable[str] = (), known_vars: set[str] | None = None) -> list[Problem]:
-    """Every problem of a loaded runbook, sorted: the schema and semantic passes' errors and,
-    with ``lint``, the linter's warnings (see :func:`~engine.validation.lint.lint_document` for
+    """Every problem of a loaded runbook, sorted: the schema and semantic passes' errors, the
+    declared inputs' (and, when ``provided_vars`` is a mapping, the values given them) and, with
+    ``lint``, the linter's warnings (see :func:`~engine.validation.lint.lint_document` for
     ``provided_vars``, ``strict``, ``cli_vars`` and ``known_vars``)."""
     problems = validate_document(doc, templates)
+    if isinstance(doc.data, dict) and not problems:  # the inputs' shapes are the schema's
+        given = provided_vars if isinstance(provided_vars, Mapping) else None
+        problems += input_problems(doc, given, strict=strict)
     if lint:
         problems += lint_document(doc, templates, provided_vars, strict=strict, cli_vars=cli_vars,
                                   known_vars=known_vars)

@@ -39,6 +39,7 @@ def build_runbook(doc: Document, path: str) -> Runbook:
         for name, block in (data.get("providers") or {}).items()
     }
     defaults = data.get("defaults") or {}
+    inputs: dict[str, dict[str, Any]] = dict(data.get("inputs") or {})
 
     def make(section: str, i: int, raw: dict[str, Any]) -> Step:
         pname = raw["provider"]
@@ -78,7 +79,8 @@ def build_runbook(doc: Document, path: str) -> Runbook:
         path=path,
         name=data["name"],
         description=data.get("description"),
-        vars=dict(data.get("vars") or {}),
+        vars={**(data.get("vars") or {}), **{name: spec["default"] for name, spec in inputs.items()
+                                              if "default" in spec}},
         providers=providers,
         steps=steps,
         finally_steps=fin,
@@ -86,6 +88,7 @@ def build_runbook(doc: Document, path: str) -> Runbook:
         sha256=hashlib.sha256(doc.text.encode("utf-8")).hexdigest(),
         source=doc.source,
         run_timeout=parse_duration(data["run_timeout"]) if "run_timeout" in data else None,
+        inputs=inputs,
     )
 
 

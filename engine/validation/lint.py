@@ -85,8 +85,9 @@ class _Linter:
             yield from iter_templates(data["outputs"], ("outputs",))
 
     def check_vars(self) -> None:
-        defaults = self.data.get("vars")
-        declared = set(defaults) if isinstance(defaults, dict) else set()
+        defaults, inputs = self.data.get("vars"), self.data.get("inputs")
+        declared = (set(defaults) if isinstance(defaults, dict) else set()) | (
+            set(inputs) if isinstance(inputs, dict) else set())
         known = declared | self.provided
         found: list[tuple[Path, str, str]] = []
         sources: list[str] = []
@@ -110,7 +111,8 @@ class _Linter:
                 continue
             self.problems.append(self.source.problem(
                 ("vars",) if declared else (), severity="error", key=bool(declared),
-                message=f"--var {name}: this runbook neither declares vars.{name} under vars: nor uses "
+                message=f"--var {name}: this runbook neither declares vars.{name} under "
+                        f"{'vars: or inputs:' if inputs else 'vars:'} nor uses "
                         f"it{suggest(name, sorted(declared | used))}",
             ))
         if not found:
