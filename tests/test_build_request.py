@@ -140,7 +140,8 @@ def test_the_rules_of_each_type() -> None:
     membrane = MembraneProvider.request_builder("crm", {"base_url": base + "/"}, env={})
     assert membrane is not None
     assert membrane.build_request(ActionCall("id", "a", None, {"connection_key": "k"})) == Request(
-        "POST", f"{base}/act", {}, json={"id": "a", "connectionKey": "k"}, auth=("Authorization",))
+        "POST", f"{base}/act", {"membrane-api-version": "2025-10-21"},  # the header the Membrane SDK sends
+        json={"id": "a", "connectionKey": "k"}, auth=("Authorization",))
 
     pd = PipedreamProvider.request_builder("pd", {"base_url": base, "project_id": "proj_x1", "environment":
                                                   "development", "external_user_id": "u"}, env={})
@@ -148,7 +149,7 @@ def test_the_rules_of_each_type() -> None:
     target = "https://a.io/x?q=1&b=a+b#frag"  # the query before the fragment, both in the target
     proxied = pd.build_request(ActionCall("api", {"url": "https://a.io/x?q=1#frag", "query": {"b": "a b"},
                                                   "headers": {"X-A": "1"}}, None, {"account_id": "apn_2"}))
-    encoded = base64.urlsafe_b64encode(target.encode()).rstrip(b"=").decode()
+    encoded = base64.urlsafe_b64encode(target.encode()).decode()  # padding kept, as the Python SDK sends it
     assert proxied == Request("GET", f"{base}/v1/connect/proj_x1/proxy/{encoded}?external_user_id=u&account_id=apn_2",
                               {"x-pd-environment": "development", "x-pd-proxy-X-A": "1"}, auth=("Authorization",))
     assert proxied.shown_headers() == {"Authorization": "***", "x-pd-environment": "development",

@@ -21,11 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.emulator import Emulator, start
+from engine.emulator import Emulator, membrane, start
 
 ROOT = Path(__file__).resolve().parents[1]
-AUTH = {"Authorization": "Bearer test-token"}
-ERROR_KEYS = {"type", "key", "message", "data", "actionRunId"}
+AUTH = {"Authorization": "Bearer pat-test-token"}
+# Membrane's error body (the SDK's ErrorData): key is there when the error has one.
+ERROR_KEYS = {"type", "message", "data", "actionRunId"}
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +53,8 @@ def jwt(claims: dict[str, Any], secret: str = "s3cret", alg: str = "HS256") -> s
 def assert_error(response: httpx.Response, status: int, type_: str | None = None) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == ERROR_KEYS
+    assert ERROR_KEYS <= set(body) <= ERROR_KEYS | {"key"}
+    assert body["type"] in membrane.ERROR_TYPES
     assert body["data"]["actionRunId"] == body["actionRunId"]
     assert body["actionRunId"].startswith("run_")
     if type_ is not None:
@@ -133,7 +135,7 @@ def test_exactly_one_dispatch_style(client: httpx.Client, body: dict) -> None:
 def test_inline_styles_need_a_connection(client: httpx.Client, style: str) -> None:
     value: Any = {"method": "GET", "path": "/x"} if style == "api" else "return 1"
     error = assert_error(client.post("/act", json={style: value}), 400, "bad_request")
-    assert error["key"] == "connection_not_resolved"
+    assert "key" not in error and "needs a connection" in error["message"]
 
 
 @pytest.mark.parametrize(
@@ -162,11 +164,24 @@ def test_body_must_be_a_json_object(client: httpx.Client, content: bytes) -> Non
     assert_error(response, 400, "bad_request")
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer", "Basic dXNlcjpwYXNz", "test-token"])
-def test_missing_or_wrong_auth_is_401(emu: Emulator, header: str | None) -> None:
+def assert_refused(response: httpx.Response, status: int, key: str | None) -> dict:
+    """A refusal before anything ran: no run, so no actionRunId."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert {"type", "message", "data"} <= set(body) <= {"type", "key", "message", "data"}
+    assert body["type"] == "bad_request" and body.get("key") == key
+    return body
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "Bearer", "Basic dXNlcjpwYXNz", "pat-test-token"]
+)
+def test_missing_or_wrong_auth_is_401_and_runs_nothing(emu: Emulator, header: str | None) -> None:
     headers = {} if header is None else {"Authorization": header}
     response = httpx.post(f"{emu.url}/act", json={"key": "k"}, headers=headers)
-    assert_error(response, 401, "unauthorized")
+    assert_refused(response, 401, "not_authenticated")
+    listed = httpx.get(f"{emu.url}/action-run-logs", headers=AUTH).json()
+    assert listed == {"items": []}  # a refused request creates no run log
 
 
 @pytest.mark.parametrize(
@@ -181,7 +196,7 @@ def test_missing_or_wrong_auth_is_401(emu: Emulator, header: str | None) -> None
 def test_expired_or_incomplete_jwt_is_401(emu: Emulator, claims: dict) -> None:
     headers = {"Authorization": f"Bearer {jwt(claims)}"}
     response = httpx.post(f"{emu.url}/act", json={"key": "k"}, headers=headers)
-    assert_error(response, 401, "unauthorized")
+    assert_refused(response, 401, "not_authenticated")
 
 
 def test_current_jwt_is_accepted(emu: Emulator) -> None:
@@ -198,7 +213,9 @@ def test_opaque_dotted_token_is_not_taken_for_a_jwt(emu: Emulator) -> None:
     broken = jwt({"iss": "ws", "exp": time.time() + 60}).split(".")
     headers = {"Authorization": f"Bearer {broken[0]}.bm90LWpzb24.{broken[2]}"}
     response = httpx.post(f"{emu.url}/act", json={"key": "k"}, headers=headers)
-    assert_error(response, 401, "unauthorized")
+    assert_refused(response, 401, "not_authenticated")
+    headers = {"Authorization": "Bearer pat-0123abcd"}
+    assert httpx.post(f"{emu.url}/act", json={"key": "k"}, headers=headers).status_code == 200
 
 
 def test_workspace_secret_makes_the_signature_count() -> None:
@@ -208,6 +225,7 @@ def test_workspace_secret_makes_the_signature_count() -> None:
             (jwt(claims, "s3cret"), 200),
             (jwt(claims, "wrong"), 401),
             (jwt(claims, "s3cret", alg="HS512"), 401),
+            ("pat-opaque-api-token", 200),
             ("opaque-api-token", 200),
         ]:
             headers = {"Authorization": f"Bearer {token}"}
@@ -221,9 +239,9 @@ def test_workspace_secret_makes_the_signature_count() -> None:
 @pytest.mark.parametrize(("style", "status"), [("id", 404), ("key", 429), ("key", 503)])
 def test_fail_nnn_answers_that_status(client: httpx.Client, style: str, status: int) -> None:
     error = assert_error(client.post("/act", json={style: f"fail-{status}"}), status)
-    assert error["type"] == "action_failed"
+    assert error["type"] == "action_run"
     log = client.get(f"/action-run-logs/{error['actionRunId']}").json()
-    assert log["status"] == "error" and log["error"]["type"] == "action_failed"
+    assert log["status"] == "error" and log["error"]["type"] == "action_run"
 
 
 def test_run_log_round_trip_and_replay(client: httpx.Client) -> None:
@@ -248,14 +266,9 @@ def test_failed_call_has_a_run_log_too(client: httpx.Client) -> None:
 def test_run_log_errors(emu: Emulator, client: httpx.Client) -> None:
     missing = client.get("/action-run-logs/run_nope")
     assert missing.status_code == 404
-    assert missing.json()["type"] == "not_found" and set(missing.json()) == {
-        "type",
-        "key",
-        "message",
-        "data",
-    }
+    assert_refused(missing, 404, "not_found")
     run_id = client.post("/act", json={"key": "k"}).json()["actionRunId"]
-    assert httpx.get(f"{emu.url}/action-run-logs/{run_id}").status_code == 401
+    assert_refused(httpx.get(f"{emu.url}/action-run-logs/{run_id}"), 401, "not_authenticated")
 
 
 def test_run_ids_are_deterministic_after_reset(emu: Emulator, client: httpx.Client) -> None:
@@ -273,7 +286,7 @@ def test_status_fault_with_default_body_then_times_run_out(
 ) -> None:
     emu.add_fault({"action": "flaky"}, status=503, times=2)
     for _ in range(2):
-        assert_error(client.post("/act", json={"key": "flaky"}), 503, "internal_error")
+        assert_error(client.post("/act", json={"key": "flaky"}), 503, "internal")
     assert client.post("/act", json={"key": "flaky"}).status_code == 200
     assert len(emu.requests) == 3  # faulted requests are logged too
 
@@ -293,7 +306,7 @@ def test_fault_with_custom_body_and_retry_after(emu: Emulator, client: httpx.Cli
     assert first.headers["retry-after"] == "7"
     second = client.post("/act", json={"key": "k"})
     assert second.headers["retry-after"] == date
-    assert_error(second, 429, "rate_limit_exceeded")
+    assert assert_error(second, 429, "bad_request")["key"] == "rate_limit_exceeded"
 
 
 def test_retry_after_alone_decorates_the_normal_answer(emu: Emulator, client: httpx.Client) -> None:
@@ -368,7 +381,7 @@ def test_request_log_records_provider_requests_only(emu: Emulator, client: httpx
     assert first["in_flight"] >= 1 and isinstance(first["received_at"], float)  # (an earlier test's may linger)
     assert first["query"] == {"trace": "1"} and first["body"] == {"key": "k"}
     assert first["headers"]["x-extra"] == "yes"
-    assert first["headers"]["authorization"] == "Bearer test-token"
+    assert first["headers"]["authorization"] == "Bearer pat-test-token"
     log[0]["path"] = "changed"
     assert emu.requests[0]["path"] == "/act"  # a copy
     emu.clear_requests()
@@ -422,7 +435,7 @@ def test_keep_alive_on_a_raw_socket(emu: Emulator) -> None:
         for _ in range(3):
             body = b'{"key": "k"}'
             sock.sendall(
-                b"POST /act HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+                b"POST /act HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer pat-t\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
             )
             assert stream.readline().startswith(b"HTTP/1.1 200")

@@ -161,7 +161,6 @@ def test_auth_is_checked_before_the_project(client: httpx.Client) -> None:
         {"id": "a", "external_user_id": "u", "configured_props": []},
         {"id": "a", "external_user_id": "u", "version": 1},
         {"id": "a", "external_user_id": "u", "dynamic_props_id": 5},
-        {"id": "a", "external_user_id": "u", "stash_id": False},
         {"id": "a", "external_user_id": "u", "stash_id": ""},
     ],
 )

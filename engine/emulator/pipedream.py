@@ -1,10 +1,23 @@
 """Pipedream Connect: the token exchange, ``actions/run`` and the proxy, checked like the service.
 
-Routes::
+Routes (what the official SDKs, ``pipedream`` 2.x and ``@pipedream/sdk`` 3.x, call)::
 
-    POST /v1/oauth/token                                  client credentials -> access token
+    POST /v1/oauth/token                                  client secret or private-key JWT -> token
     POST /v1/connect/{project_id}/actions/run             run a catalog action for an end user
+    GET  /v1/connect/{project_id}/actions/{key}           an action's definition, {data: component}
+    GET  /v1/connect/{project_id}/components/{key}        the same for any component
+    POST /v1/connect/{project_id}/actions/props           reload props -> {dynamicProps: {id, ...}}
+    POST /v1/connect/{project_id}/components/props        the same
+    GET  /v1/connect/{project_id}/accounts                the end user's connected accounts
     ANY  /v1/connect/{project_id}/proxy/{url_64}          proxy a request to the end user's API
+
+The token exchange takes ``client_secret`` or a private-key JWT client assertion (RFC 7523:
+``client_assertion_type`` ``urn:ietf:params:oauth:client-assertion-type:jwt-bearer``, claims
+``iss`` = ``sub`` = the client id, ``aud`` the API's origin, ``exp`` at most an hour ahead, a
+``jti`` used once). The emulator knows no public key, so it checks the assertion's form and
+claims, not its signature. The proxy's ``url_64`` may be standard or URL-safe base64, with or
+without padding, percent-encoded or not (the JS SDK sends ``encodeURIComponent`` of standard
+base64, the Python SDK URL-safe base64 with padding).
 
 Connect requests need ``Authorization: Bearer <token>`` with a token this emulator issued (and
 that has not expired) or the fixed ``emulator-token`` that ``--emulate`` uses (else 401), a
@@ -20,7 +33,12 @@ hex digits of the SHA-256 of the canonical body; ``stash_id: true`` or ``"NEW"``
 - action ``fail-NNN`` answers HTTP NNN in Pipedream's error shape;
 - actions ``err-component``, ``err-upstream`` and ``err-user`` answer 200 with an ``os`` entry
   holding an ``err`` and an ``error`` whose ``attribution`` is that origin;
-- a proxy target whose path is ``/status/NNN`` answers as if the upstream API said NNN.
+- a proxy target whose path is ``/status/NNN`` answers as if the upstream API said NNN;
+- a proxy target whose path is ``/bytes/NNN`` answers NNN bytes of ``application/octet-stream``
+  (``/image.png``: a 1x1 PNG), so a client's handling of binary answers can be tested;
+- the catalog (``COMPONENTS``) holds components with typed ``configurable_props`` (a run is
+  checked against them, as the service does); any other key is a component made up on the
+  spot with no props, so any runbook runs; a key starting with ``missing`` is not found.
 
 Errors are ``{"error": {"code", "message", "attribution"}}`` (the token endpoint answers the
 OAuth shape ``{"error", "error_description"}``); ``attribution`` is ``user`` (the request was
@@ -33,17 +51,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import json
 import re
 import threading
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from .schema_check import props_problems
 from .server import EmulatorServer, Request, Response
 
-__all__ = ["PipedreamService", "register", "DUMMY_TOKEN", "ERRORING_ACTIONS"]
+__all__ = ["PipedreamService", "register", "DUMMY_TOKEN", "ERRORING_ACTIONS", "COMPONENTS", "component"]
 
 DUMMY_TOKEN = "emulator-token"
 TOKEN_LIFETIME = 3600
@@ -56,7 +76,39 @@ PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 PROXY_HEADER = "x-pd-proxy-"
 FAILING_ACTION = re.compile(r"^fail-(\d{3})$")
 UPSTREAM_STATUS = re.compile(r"/status/(\d{3})/?$")
-_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
+UPSTREAM_BYTES = re.compile(r"/bytes/(\d{1,7})/?$")
+_BASE64 = re.compile(r"^[A-Za-z0-9_+/-]+={0,2}$")
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+_APP_PROP = {"type": "app", "app": "slack", "name": "slack", "label": "Slack"}
+#: Components with typed props, by key (their version is fixed).
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "slack-post-message": {
+        "name": "Send Message",
+        "version": "0.1.0",
+        "app": "slack",
+        "configurable_props": [
+            _APP_PROP,
+            {"type": "string", "name": "channel", "label": "Channel"},
+            {"type": "string", "name": "text", "label": "Text"},
+            {"type": "boolean", "name": "mrkdwn", "label": "Markdown", "optional": True},
+        ],
+    },
+    "github-create-issue": {
+        "name": "Create Issue",
+        "version": "1.2.0",
+        "app": "github",
+        "configurable_props": [
+            {"type": "app", "app": "github", "name": "github", "label": "GitHub"},
+            {"type": "string", "name": "repo", "label": "Repository"},
+            {"type": "string", "name": "title", "label": "Title"},
+            {"type": "string[]", "name": "labels", "label": "Labels", "optional": True},
+            {"type": "integer", "name": "milestone", "label": "Milestone", "optional": True},
+        ],
+    },
+}
 #: Built-in actions that "run" and fail: component id -> (err name, err message, attribution).
 ERRORING_ACTIONS = {
     "err-component": ("TypeError", "Cannot read properties of undefined (reading 'channel')", "component"),
@@ -132,21 +184,23 @@ class PipedreamService:
         self._tokens: dict[str, tuple[float, str | None]] = {}
         self._issued = 0
         self._stashes = 0
+        self._jtis: set[str] = set()
 
     def register(self, server: EmulatorServer) -> None:
         """Add the Pipedream routes to ``server``."""
         server.add_route("POST", r"/v1/oauth/token", self.token, error=oauth_error)
-        server.add_route(
-            "POST",
-            r"/v1/connect/(?P<project_id>[^/]+)/actions/run",
-            self.run_action,
-            action_of=action_of,
-            error=pd_error,
-        )
+        connect = r"/v1/connect/(?P<project_id>[^/]+)"
+        server.add_route("POST", connect + r"/actions/run", self.run_action, action_of=action_of, error=pd_error)
+        for kind in ("actions", "components"):
+            server.add_route("POST", connect + rf"/{kind}/props", self.reload_props, action_of=action_of,
+                             error=pd_error)
+            server.add_route("GET", connect + rf"/{kind}/(?P<key>[^/]+)", self.get_component,
+                             action_of=_key_of, error=pd_error)
+        server.add_route("GET", connect + r"/accounts", self.accounts, error=pd_error)
         for method in PROXY_METHODS:
             server.add_route(
                 method,
-                r"/v1/connect/(?P<project_id>[^/]+)/proxy/(?P<url_64>[^/]*)",
+                connect + r"/proxy/(?P<url_64>[^/]*)",
                 self.proxy,
                 action_of=_proxy_action,
                 error=pd_error,
@@ -154,16 +208,17 @@ class PipedreamService:
         server.on_reset(self.reset)
 
     def reset(self) -> None:
-        """Forget every issued token and restart the counters."""
+        """Forget every issued token, used assertion and counter."""
         with self._lock:
             self._tokens.clear()
             self._issued = 0
             self._stashes = 0
+            self._jtis.clear()
 
     # -- routes -------------------------------------------------------------------------------
 
     def token(self, request: Request) -> Response:
-        """``POST /v1/oauth/token`` with a client-credentials JSON body."""
+        """``POST /v1/oauth/token``: client credentials, with a secret or a client assertion."""
         body = request.body
         if not request.is_json or not isinstance(body, dict):
             return oauth_error(request, 400, "the body must be a JSON object")
@@ -173,11 +228,20 @@ class PipedreamService:
                 "error_description": "grant_type must be client_credentials",
             })
         client_id, secret, scope = body.get("client_id"), body.get("client_secret"), body.get("scope")
-        if not (isinstance(client_id, str) and client_id and isinstance(secret, str) and secret):
-            return oauth_error(request, 400, "client_id and client_secret are required")
+        assertion = body.get("client_assertion")
+        if not (isinstance(client_id, str) and client_id):
+            return oauth_error(request, 400, "client_id is required")
+        if secret is not None and assertion is not None:
+            return oauth_error(request, 400, "send client_secret or client_assertion, not both")
+        if assertion is None and not (isinstance(secret, str) and secret):
+            return oauth_error(request, 400, "client_secret (or client_assertion) is required")
         if scope is not None and (not isinstance(scope, str) or not scope.strip()):
             return Response(400, {"error": "invalid_scope", "error_description": "scope must be a string"})
-        if client_id.startswith("invalid") or secret.startswith("invalid"):
+        if assertion is not None:
+            problem = self._check_assertion(request, client_id, body)
+            if problem is not None:
+                return oauth_error(request, problem[0], problem[1])
+        if client_id.startswith("invalid") or (isinstance(secret, str) and secret.startswith("invalid")):
             return oauth_error(request, 401, "invalid client credentials")
         now = time.time()
         with self._lock:
@@ -192,11 +256,48 @@ class PipedreamService:
             "created_at": int(now),
         })
 
+    def _check_assertion(self, request: Request, client_id: str, body: dict[str, Any]) -> tuple[int, str] | None:
+        """(status, message) of a client assertion the service would refuse, or None."""
+        if body.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            return 400, f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}"
+        assertion = body.get("client_assertion")
+        parts = assertion.split(".") if isinstance(assertion, str) else []
+        try:
+            header = json.loads(_b64decode(parts[0])) if len(parts) == 3 else None
+            claims = json.loads(_b64decode(parts[1])) if len(parts) == 3 else None
+        except (ValueError, binascii.Error):
+            header = claims = None
+        if not isinstance(header, dict) or not isinstance(claims, dict) or not parts[2]:
+            return 401, "client_assertion is not a signed JWT"
+        if header.get("alg") not in ("ES256", "RS256"):
+            return 401, "client_assertion must be signed with ES256 or RS256"
+        if claims.get("iss") != client_id or claims.get("sub") != client_id:
+            return 401, "client_assertion: iss and sub must be the client_id"
+        host = request.headers.get("host", "")
+        audiences = {"https://api.pipedream.com", f"http://{host}", f"https://{host}"}
+        aud = claims.get("aud")
+        if not (aud in audiences or (isinstance(aud, list) and audiences & set(map(str, aud)))):
+            return 401, f"client_assertion: aud must be the API's origin (got {aud!r})"
+        exp, now = claims.get("exp"), time.time()
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or exp <= now:
+            return 401, "client_assertion has expired (or has no exp)"
+        if exp > now + 3600 + 60:
+            return 401, "client_assertion: exp must be at most 1 hour ahead"
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti:
+            return 401, "client_assertion has no jti"
+        with self._lock:
+            if jti in self._jtis:
+                return 401, "client_assertion was already used (sign a new one for every request)"
+            self._jtis.add(jti)
+        return None
+
     def run_action(self, request: Request) -> Response:
         """``POST /v1/connect/{project_id}/actions/run``."""
         try:
             self.check_connect(request, "connect:actions:*")
             body = check_run_body(request)
+            _checked_component(body)
         except _Reject as reject:
             return pd_error(request, reject.status, reject.message)
         component = body["id"]
@@ -234,6 +335,58 @@ class PipedreamService:
             "stash_id": stash,
         })
 
+    def get_component(self, request: Request) -> Response:
+        """``GET .../actions/{key}`` or ``.../components/{key}``: ``{data: component}``."""
+        try:
+            self.check_connect(request, "connect:actions:*")
+            key = unquote(request.params["key"])
+            version = request.query.get("version")
+            found = component(key, version if isinstance(version, str) and version else None)
+            if found is None:
+                raise _Reject(404, f"component {key!r} not found")
+        except _Reject as reject:
+            return pd_error(request, reject.status, reject.message)
+        return Response(200, {"data": found})
+
+    def reload_props(self, request: Request) -> Response:
+        """``POST .../actions/props``: the props as configured now, and a ``dynamicProps.id``."""
+        try:
+            self.check_connect(request, "connect:actions:*")
+            body = request.body
+            if not request.is_json or not isinstance(body, dict):
+                raise _Reject(400, "the request body must be a JSON object")
+            for name in ("id", "external_user_id"):
+                if not isinstance(body.get(name), str) or not body[name]:
+                    raise _Reject(400, f"'{name}' is required and must be a non-empty string")
+            if body.get("configured_props") is not None and not isinstance(body["configured_props"], dict):
+                raise _Reject(400, "'configured_props' must be an object")
+            found = component(body["id"], body.get("version") if isinstance(body.get("version"), str) else None)
+            if found is None:
+                raise _Reject(404, f"component {body['id']!r} not found")
+        except _Reject as reject:
+            return pd_error(request, reject.status, reject.message)
+        basis = {k: body.get(k) for k in ("id", "version", "external_user_id", "configured_props")}
+        return Response(200, {
+            "observations": [],
+            "errors": [],
+            "dynamicProps": {"id": "dyp_" + stable_id(basis), "configurableProps": found["configurable_props"]},
+        })
+
+    def accounts(self, request: Request) -> Response:
+        """``GET .../accounts?external_user_id=...&app=...``: one connected account an app."""
+        try:
+            self.check_connect(request, "connect:accounts:read")
+        except _Reject as reject:
+            return pd_error(request, reject.status, reject.message)
+        user = request.query.get("external_user_id")
+        app = request.query.get("app")
+        apps = [app] if isinstance(app, str) and app else sorted({str(c["app"]) for c in COMPONENTS.values()})
+        data = [_account(user, name) for name in apps] if isinstance(user, str) and user else []
+        return Response(200, {
+            "data": data,
+            "page_info": {"count": len(data), "total_count": len(data), "start_cursor": None, "end_cursor": None},
+        })
+
     def proxy(self, request: Request) -> Response:
         """``{METHOD} /v1/connect/{project_id}/proxy/{url_64}``: echo the upstream request."""
         try:
@@ -246,6 +399,13 @@ class PipedreamService:
         except _Reject as reject:
             return pd_error(request, reject.status, reject.message)
         parts = urlsplit(url)
+        binary = UPSTREAM_BYTES.search(parts.path)
+        if binary is not None:
+            size = int(binary.group(1))
+            data = bytes(i % 256 for i in range(size))
+            return Response(200, raw=data, content_type="application/octet-stream")
+        if parts.path.endswith("/image.png"):
+            return Response(200, raw=_PNG, content_type="image/png")
         headers = {
             key[len(PROXY_HEADER):]: value
             for key, value in request.headers.items()
@@ -323,26 +483,96 @@ def check_run_body(request: Request) -> dict[str, Any]:
         raise _Reject(400, "'version' must be a string or null")
     if "configured_props" in body and not isinstance(body["configured_props"], dict):
         raise _Reject(400, "'configured_props' must be an object")
-    if "dynamic_props_id" in body and not isinstance(body["dynamic_props_id"], str):
+    if body.get("dynamic_props_id") is not None and not isinstance(body["dynamic_props_id"], str):
         raise _Reject(400, "'dynamic_props_id' must be a string")
     stash = body.get("stash_id")
-    if "stash_id" in body and stash is not True and (not isinstance(stash, str) or not stash):
-        raise _Reject(400, "'stash_id' must be a stash id, true or \"NEW\"")
+    if stash is not None and not isinstance(stash, bool) and (not isinstance(stash, str) or not stash):
+        raise _Reject(400, "'stash_id' must be a stash id, true, false, null or \"NEW\"")
     return body
 
 
+def component(key: str, version: str | None = None) -> dict[str, Any] | None:
+    """A component's definition (None: not found): a catalog one, else one made up for ``key``
+    with no props (``missing...`` is not found). ``version`` must be the catalog's, if given."""
+    entry = COMPONENTS.get(key)
+    if entry is None:
+        if not key or key.startswith("missing"):
+            return None
+        app = key.split("-", 1)[0]
+        entry = {"name": key.replace("-", " ").capitalize(), "version": version or "0.0.1", "app": app,
+                 "configurable_props": []}
+    if version is not None and version not in (entry["version"], "latest"):
+        return None
+    return {
+        "key": key,
+        "name": entry["name"],
+        "version": entry["version"],
+        "description": f"{entry['name']} (emulated)",
+        "component_type": "action",
+        "configurable_props": copy.deepcopy(entry["configurable_props"]),
+        "annotations": {"destructiveHint": False, "openWorldHint": True, "readOnlyHint": False},
+    }
+
+
+def _checked_component(body: dict[str, Any]) -> dict[str, Any]:
+    """The component a run names, once its configured_props pass its props; raises _Reject."""
+    version = body.get("version")
+    found = component(body["id"], version if isinstance(version, str) else None)
+    if found is None:
+        what = f"{body['id']}@{version}" if version else body["id"]
+        raise _Reject(404, f"component {what!r} not found")
+    problems = props_problems(found["configurable_props"], body.get("configured_props"))
+    if problems:
+        raise _Reject(400, "configured_props do not match the component's props: " + "; ".join(problems))
+    return found
+
+
+def _account(user: str, app: str) -> dict[str, Any]:
+    return {
+        "id": "apn_" + hashlib.sha256(f"{user}\n{app}".encode()).hexdigest()[:8],
+        "name": f"{app} ({user})",
+        "external_id": user,
+        "healthy": True,
+        "dead": False,
+        "app": {
+            "id": "app_" + hashlib.sha256(app.encode()).hexdigest()[:8],
+            "name_slug": app,
+            "name": app.capitalize(),
+            "auth_type": "oauth",
+            "img_src": f"https://assets.pipedream.net/s.v0/app_{app}/logo/orig",
+            "categories": ["Emulated"],
+            "featured_weight": 0,
+            "scope_profiles": [],
+        },
+        "created_at": "2025-01-01T00:00:00.000Z",
+        "updated_at": "2025-01-01T00:00:00.000Z",
+        "authorized_scopes": [],
+    }
+
+
+def _key_of(request: Request) -> str | None:
+    return unquote(request.params.get("key", "")) or None
+
+
 def decode_target(url_64: str) -> str:
-    """The proxy's target URL from its URL-safe base64 (padding optional); raises _Reject."""
-    if not _BASE64URL.match(url_64):
-        raise _Reject(400, "the proxy path must be the URL-safe base64 of the target URL")
+    """The proxy's target URL from its base64: standard or URL-safe, padded or not, percent-
+    encoded (as the JS SDK sends it) or not; raises _Reject."""
+    text = unquote(url_64)
+    if not _BASE64.match(text):
+        raise _Reject(400, "the proxy path must be the base64 of the target URL")
     try:
-        url = base64.urlsafe_b64decode(url_64 + "=" * (-len(url_64) % 4)).decode("utf-8")
+        raw = text.replace("-", "+").replace("_", "/").rstrip("=")
+        url = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise _Reject(400, "the proxy path is not valid URL-safe base64") from None
+        raise _Reject(400, "the proxy path is not valid base64") from None
     parts = urlsplit(url)
     if not (parts.scheme in ("http", "https") and parts.netloc) and not url.startswith("/"):
         raise _Reject(400, f"the proxy target {url!r} is not an http(s) URL or a relative path")
     return url
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
 def _allows(scope: str | None, needed: str) -> bool:

@@ -48,6 +48,7 @@ class Request:
     body: Any  # parsed JSON, else the text, else None when empty
     is_json: bool
     params: dict[str, str] = field(default_factory=dict)  # the route pattern's named groups
+    received_at: float = 0.0  # Unix time the request was read
 
     def log_entry(self) -> dict[str, Any]:
         """The request as it is recorded in the request log."""
@@ -466,7 +467,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 body, is_json = json.loads(text), True
             except ValueError:
                 body = text
-        return Request(self.command, parts.path or "/", query, headers, raw, body, is_json)
+        return Request(self.command, parts.path or "/", query, headers, raw, body, is_json,
+                       received_at=time.time())
 
     def _read_body(self, headers: dict[str, str]) -> bytes:
         if "chunked" in headers.get("transfer-encoding", "").lower():

@@ -7,6 +7,7 @@ httpx (through :func:`connect`).
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import os
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from engine.providers._http import Connection
 
 __all__ = ["TLS", "tls_settings", "connect", "query_pairs", "with_query", "classify", "retry_after",
-           "parse_body", "error_message", "describe"]
+           "parse_body", "parse_answer", "error_message", "describe", "check_expected_input"]
 
 
 class TLS(NamedTuple):
@@ -152,6 +153,33 @@ def parse_body(response: Any) -> tuple[Any, bool]:
         return response.text, False
 
 
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript",
+               "application/x-www-form-urlencoded", "application/problem+json")
+
+
+def parse_answer(response: Any) -> Any:
+    """An upstream answer as a step's output: its parsed JSON, its text, or, for a binary
+    answer (a content type that is not text, or bytes that are not UTF-8), its bytes intact
+    as ``{"content_type", "base64", "size"}``."""
+    content = response.content
+    if not content:
+        return None
+    ctype = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+    textual = not ctype or ctype.startswith(_TEXT_TYPES) or ctype.endswith(("+json", "+xml"))
+    if textual:
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            textual = False
+        else:
+            try:
+                return json.loads(text)
+            except ValueError:
+                return text
+    return {"content_type": ctype or "application/octet-stream",
+            "base64": base64.b64encode(content).decode("ascii"), "size": len(content)}
+
+
 def error_message(body: Any, status: int) -> str:
     """The provider's own message from an error body, or a short excerpt of it."""
     if isinstance(body, dict):
@@ -171,3 +199,23 @@ def describe(response: Any) -> str:
     """``123 bytes of text/html``: what an answer that is not the contract's held."""
     ctype = response.headers.get("content-type", "no content type")
     return f"{len(response.content)} bytes of {ctype.split(';')[0]}"
+
+
+def check_expected_input(expected: Mapping[tuple[str, Any], tuple[Any, str]], call: Any) -> None:
+    """Raise a ``configuration`` ProviderError, before anything is sent, when a remote check
+    armed this provider for the call's action (see engine/remote_check.py) and the rendered
+    input does not match the action's definition."""
+    if not expected or not isinstance(call.target, str):
+        return
+    found = expected.get((call.style, call.target))
+    if found is None:
+        return
+    from engine.remote_check import input_problems
+
+    resolved, where = found
+    problems = input_problems(resolved, call.input)
+    if problems:
+        detail = "; ".join(f"input{''.join(f'.{p}' for p in path)}: {message}" for path, message in problems)
+        raise ProviderError("configuration", f"{where}: the rendered input does not match {resolved.provider_type} "
+                                             f"action {resolved.action!r} ({resolved.name}, version "
+                                             f"{resolved.version}), so it was not sent: {detail}")

@@ -15,12 +15,17 @@ from typing import Any
 
 import httpx
 
+from engine import __version__
+
 # re-exported: the answer helpers that need no httpx live in _common
 from engine.providers._common import TLS, classify, error_message, parse_body, retry_after, tls_settings
 from engine.providers.base import ProviderError, Request
 
 __all__ = ["TLS", "tls_settings", "Connection", "build", "send", "classify", "retry_after", "parse_body",
-           "error_message"]
+           "error_message", "USER_AGENT"]
+
+#: Sent by every built-in provider (a step's own User-Agent header replaces it).
+USER_AGENT = f"runbook/{__version__}"
 
 _CONTEXTS: dict[str | None, ssl.SSLContext] = {}
 
@@ -124,9 +129,11 @@ def _unusable(what: str) -> Iterator[None]:
 
 
 def _client(tls: TLS, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    headers = {"User-Agent": USER_AGENT}
     if transport is not None:
-        return httpx.Client(transport=transport, follow_redirects=False, trust_env=False)
+        return httpx.Client(transport=transport, follow_redirects=False, trust_env=False, headers=headers)
     return httpx.Client(
+        headers=headers,
         verify=False,  # the transport of plain http:// requests, which have no certificate
         mounts=None if tls.insecure else {"https://": _VerifiedTransport(tls)},
         follow_redirects=False,

@@ -17,9 +17,15 @@ from engine.providers.base import ActionCall, ActionResult, Provider, ProviderEr
 if TYPE_CHECKING:
     pass
 
-__all__ = ["MembraneProvider", "MembraneRequests", "mint_jwt", "DEFAULT_BASE_URL"]
+__all__ = ["MembraneProvider", "MembraneRequests", "mint_jwt", "error_type", "DEFAULT_BASE_URL", "API_VERSION",
+           "EMULATOR_TOKEN"]
 
 DEFAULT_BASE_URL = "https://api.getmembrane.com"
+#: The ``membrane-api-version`` header the SDK sends (@membranehq/sdk 0.28: LATEST_API_VERSION);
+#: ``api_version`` in the provider block, else env MEMBRANE_API_VERSION, overrides it.
+API_VERSION = "2025-10-21"
+#: What ``--emulate`` uses: a personal access token (``pat-...``), one the SDK accepts too.
+EMULATOR_TOKEN = "pat-emulator-token"
 JWT_LIFETIME = 3600
 _RENEW_BEFORE = 60
 _OPTION_FIELDS = {
@@ -57,6 +63,7 @@ class MembraneRequests:
         self.base_url = str(
             config.get("base_url") or env.get("MEMBRANE_BASE_URL") or DEFAULT_BASE_URL
         ).rstrip("/")
+        self.api_version = str(config.get("api_version") or env.get("MEMBRANE_API_VERSION") or API_VERSION)
 
     def target(self) -> str:
         """Where requests go (part of request_sha256, so a resume elsewhere sends again)."""
@@ -82,12 +89,20 @@ class MembraneRequests:
 
     def act_request(self, body: dict[str, Any]) -> Request:
         """``POST /act`` with ``body`` (built, recorded, or a run log's ``action``)."""
-        return Request("POST", f"{self.base_url}/act", json=body, auth=("Authorization",))
+        return Request("POST", f"{self.base_url}/act", self._headers(), json=body, auth=("Authorization",))
 
     def run_log_request(self, run_id: str) -> Request:
         """``GET /action-run-logs/{id}``."""
-        return Request("GET", f"{self.base_url}/action-run-logs/{quote(run_id, safe='')}",
+        return Request("GET", f"{self.base_url}/action-run-logs/{quote(run_id, safe='')}", self._headers(),
                        auth=("Authorization",))
+
+    def action_request(self, selector: str) -> Request:
+        """``GET /actions/{id or key}``: the action's definition (its ``inputSchema``)."""
+        return Request("GET", f"{self.base_url}/actions/{quote(selector, safe='')}", self._headers(),
+                       auth=("Authorization",))
+
+    def _headers(self) -> dict[str, str]:
+        return {"membrane-api-version": self.api_version}
 
 
 class MembraneProvider(MembraneRequests, Provider):
@@ -101,7 +116,7 @@ class MembraneProvider(MembraneRequests, Provider):
     @staticmethod
     def emulated_config(config: Mapping[str, Any], url: str) -> dict[str, Any]:
         """The configuration ``--emulate`` uses: the emulator's URL and a dummy token."""
-        return {"type": "membrane", "base_url": url, "token": "emulator-token"}
+        return {"type": "membrane", "base_url": url, "token": EMULATOR_TOKEN}
 
     @classmethod
     def request_builder(cls, name: str, config: Mapping[str, Any], *, env: Mapping[str, str]) -> MembraneRequests:
@@ -132,6 +147,7 @@ class MembraneProvider(MembraneRequests, Provider):
         redactor.add(self._workspace_secret)
         self._jwt_expires = 0.0
         self._connection = _common.LazyConnection(self._tls)
+        self._expected: dict[tuple[str, Any], tuple[Any, str]] = {}
 
     def _bearer(self) -> str:
         if self._token and not self._workspace_secret:
@@ -149,7 +165,28 @@ class MembraneProvider(MembraneRequests, Provider):
         return self._connection.send(request, timeout, {"Authorization": f"Bearer {self._bearer()}"})
 
     def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
+        _common.check_expected_input(self._expected, call)
         return self._act(self.build_request(call), timeout)
+
+    def expect_input(self, style: str, target: str, resolved: Any, where: str) -> None:
+        """Check the rendered input of ``style: target`` against ``resolved`` (a remote check's
+        definition) before sending it; ``where`` is the input's FILE:LINE:COL."""
+        self._expected[(style, target)] = (resolved, where)
+
+    def fetch_definition(self, style: str, action: str, version: str | None,
+                         timeout: float | None) -> dict[str, Any]:
+        """``GET /actions/{id or key}``: the action's name, revision and ``inputSchema``."""
+        response = self._send(self.action_request(action), timeout)
+        body, is_json = _common.parse_body(response)
+        if response.status_code != 200:
+            raise ProviderError(_common.classify(response.status_code),
+                                f"GET /actions/{action}: {_common.error_message(body, response.status_code)}",
+                                http_status=response.status_code)
+        if not is_json or not isinstance(body, dict):
+            raise ProviderError("malformed_response", f"GET /actions/{action}: {_common.describe(response)}")
+        schema = body.get("inputSchema")
+        return {"name": str(body.get("name") or action), "version": str(body.get("revision") or "-"),
+                "schema": schema if isinstance(schema, dict) else {}}
 
     def replay(self, style: str, request: Any, timeout: float | None) -> ActionResult:
         """Send an ``/act`` body recorded in a manifest, or a run log's ``action``, as it was."""
@@ -185,7 +222,7 @@ class MembraneProvider(MembraneRequests, Provider):
         if isinstance(body, dict):
             provider_error = {k: body[k] for k in ("type", "key") if body.get(k) is not None}
         raise ProviderError(
-            _common.classify(status),
+            error_type(status, provider_error),
             _common.error_message(body, status),
             http_status=status,
             run_id=run_id,
@@ -195,6 +232,29 @@ class MembraneProvider(MembraneRequests, Provider):
 
     def close(self) -> None:
         self._connection.close()
+
+
+#: Membrane error keys (the SDK's BadRequestErrorKey and ConnectionErrorKey values) that say
+#: more than an HTTP status: the step's error type for each. Any other type or key (``internal``,
+#: ``action_run``, ``connection``, ``not_found`` ...) is kept in ``provider_error`` as given and
+#: the step's error type follows the HTTP status.
+_KEY_TYPES = {
+    "not_authenticated": "authentication",
+    "access_denied": "authentication",
+    "access_token_expired": "authentication",
+    "connection_is_defunct": "authentication",
+    "rate_limit_exceeded": "rate_limited",
+    "lock_timeout": "rate_limited",
+}
+
+
+def error_type(status: int, provider_error: dict[str, Any] | None) -> str:
+    """The step's error type of a Membrane error answer: from its ``key`` when that names an
+    authentication or rate-limit failure (whatever the status), else from the HTTP status."""
+    key = (provider_error or {}).get("key")
+    if status >= 400 and isinstance(key, str) and key in _KEY_TYPES:
+        return _KEY_TYPES[key]
+    return _common.classify(status)
 
 
 def _run_id(body: Any) -> str | None:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from engine.providers import _common
 from engine.providers.base import ActionCall, ActionResult, Provider, ProviderError, Redactor, Request
@@ -48,14 +48,16 @@ RENEW_BEFORE = 120.0
 DEFAULT_LIFETIME = 3600.0
 _ID_OPTIONS = ("version", "external_user_id", "dynamic_props_id", "stash_id")
 _API_OPTIONS = ("external_user_id", "account_id")
+_BODY_METHODS = ("POST", "PUT", "PATCH")
 
 #: The clock token lifetimes are measured with (tests replace it).
 _clock: Callable[[], float] = time.monotonic
 
 
 def encode_target(url: str) -> str:
-    """The proxy path segment of a target URL: URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(url.encode("utf-8")).rstrip(b"=").decode("ascii")
+    """The proxy path segment of a target URL: URL-safe base64, padding kept (what the Python
+    SDK sends; ``=`` needs no escaping in a path)."""
+    return base64.urlsafe_b64encode(url.encode("utf-8")).decode("ascii")
 
 
 def target_url(target: Mapping[str, Any]) -> str:
@@ -205,7 +207,8 @@ class PipedreamRequests:
         """The HTTP request of a built or recorded ``spec``: the actions/run body as it is, or
         the proxied request: its target URL (query included) URL-safe base64 in the path, the
         end user and account in the query, each header as ``x-pd-proxy-<Name>``, the body
-        passed through (a string as it is, anything else as JSON)."""
+        passed through (a string as it is, anything else as JSON; a POST, PUT or PATCH without
+        one sends ``{}``, as the SDKs do)."""
         headers = {"x-pd-environment": self.environment}
         base = f"{self.base_url}/v1/connect/{self.project_id}"
         if style == "id":
@@ -213,10 +216,13 @@ class PipedreamRequests:
         for name, value in (spec.get("headers") or {}).items():
             headers[f"x-pd-proxy-{name}"] = str(value)
         body = spec.get("body")
+        method = str(spec["method"]).upper()
+        if body is None and method in _BODY_METHODS:
+            body = {}
         query = urlencode([("external_user_id", str(spec["external_user_id"])),
                            ("account_id", str(spec["account_id"]))])
         return Request(
-            str(spec["method"]).upper(),
+            method,
             f"{base}/proxy/{encode_target(str(spec['url']))}?{query}",
             headers,
             json=None if isinstance(body, str) else body,
@@ -302,6 +308,7 @@ class PipedreamProvider(PipedreamRequests, Provider):
             digest = hashlib.sha256(self._client_secret.encode("utf-8")).hexdigest()
             self._cache_key = (self.base_url, self._client_id, digest, self.scope or "")
         self._connection = _common.LazyConnection(self._tls)
+        self._expected: dict[tuple[str, Any], tuple[Any, str]] = {}
 
     def _credentials(self, config: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
         """Pick the credentials; the problem naming what to set, or None.
@@ -343,7 +350,31 @@ class PipedreamProvider(PipedreamRequests, Provider):
     # -- sending ----------------------------------------------------------------------------
 
     def send(self, call: ActionCall, timeout: float | None) -> ActionResult:
+        _common.check_expected_input(self._expected, call)
         return self._send(call, self.build_request(call), timeout)
+
+    def expect_input(self, style: str, target: str, resolved: Any, where: str) -> None:
+        """Check the rendered input of ``style: target`` against ``resolved`` (a remote check's
+        definition) before sending it; ``where`` is the input's FILE:LINE:COL."""
+        self._expected[(style, target)] = (resolved, where)
+
+    def fetch_definition(self, style: str, action: str, version: str | None,
+                         timeout: float | None) -> dict[str, Any]:
+        """``GET .../actions/{key}``: the component's name, version and ``configurable_props``."""
+        query = f"?{urlencode([('version', version)])}" if version else ""
+        request = Request("GET", f"{self.base_url}/v1/connect/{self.project_id}/actions/"
+                          f"{quote(action, safe='')}{query}", {"x-pd-environment": self.environment},
+                          auth=("Authorization",))
+        token = self._bearer(timeout)
+        response = self._connection_().send(request, timeout, {"Authorization": f"Bearer {token}"})
+        body, is_json = _common.parse_body(response)
+        if response.status_code != 200:
+            raise self._http_error(body, response.status_code, response, f"GET actions/{action}", token_hint=True)
+        data = body.get("data") if is_json and isinstance(body, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("configurable_props"), list):
+            raise ProviderError("malformed_response", f"GET actions/{action}: no data.configurable_props")
+        return {"name": str(data.get("name") or action), "version": str(data.get("version") or version or "-"),
+                "props": [p for p in data["configurable_props"] if isinstance(p, dict)]}
 
     def replay(self, style: str, request: Any, timeout: float | None) -> ActionResult:
         """Send a request recorded in a manifest (an actions/run body, or a proxied request)."""
@@ -405,7 +436,7 @@ class PipedreamProvider(PipedreamRequests, Provider):
         )
 
     def _proxy_result(self, call: ActionCall, response: Any) -> ActionResult:
-        body, _ = _common.parse_body(response)
+        body = _common.parse_answer(response)
         status = response.status_code
         exports = {"status": status, "headers": dict(response.headers)}
         if 200 <= status < 300:
