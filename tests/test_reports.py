@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pty
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -12,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.emulator import Emulator
-from tests.conftest import base_env, run_cli
+from tests.conftest import base_env, run_cli, run_on_terminal
 
 SECRET = "s3cr3t-report-value"
 
@@ -51,8 +49,21 @@ outputs:
   key_echo: "{{ steps.first.output.key }}"
 """
 
-# What the common JUnit XSD (Jenkins junit-10.xsd) allows, in this order.
-_CASE_CHILDREN = ["skipped", "error", "failure", "system-out", "system-err"]
+# What Jenkins xunit's junit-10.xsd allows in a testcase (tests/data/junit-10.xsd), in our order.
+_CASE_CHILDREN = ["skipped", "error", "failure", "rerunFailure", "rerunError", "flakyFailure", "flakyError",
+                  "system-out", "system-err"]
+JUNIT_XSD = Path(__file__).parent / "data" / "junit-10.xsd"
+
+
+def junit_schema():
+    xmlschema = pytest.importorskip("xmlschema")
+    return xmlschema.XMLSchema(str(JUNIT_XSD))
+
+
+def assert_valid_junit(path: Path) -> None:
+    """Valid against Jenkins xunit's junit-10.xsd, the strictest reader of JUnit XML."""
+    errors = [str(e.reason) + " at " + str(e.path) for e in junit_schema().iter_errors(str(path))]
+    assert errors == [], errors
 
 
 def _failed_run(write, tmp_path: Path, emulator: Emulator, membrane_env: dict[str, str], *extra: str):
@@ -79,9 +90,11 @@ def test_junit_report_of_a_failed_run(write, tmp_path: Path, emulator: Emulator,
     assert [c.get("name") for c in cases] == ["first", "maybe", "flaky", "broken", "later", "report"]
     assert [c.get("classname") for c in cases] == ["nightly.steps"] * 5 + ["nightly.finally"]
     expected = {"tests": "6", "failures": "2", "errors": "0", "skipped": "2"}
+    assert {k: suite.get(k) for k in expected} == expected
+    assert {k: root.get(k) for k in expected} == {**expected, "skipped": None}  # junit-10.xsd has none there
     for element in (root, suite):
-        assert {k: element.get(k) for k in expected} == expected
         float(element.get("time"))
+    assert_valid_junit(junit)
     assert suite.get("timestamp") and "T" in suite.get("timestamp")
     for case in cases:
         float(case.get("time"))
@@ -135,7 +148,7 @@ def test_summary_is_appended_with_steps_and_outputs(write, tmp_path: Path, emula
     assert f"`{first['run_id']}`" in step_rows[0]
     assert "| `first_id` |" in text and f"`{manifest['outputs']['first_id']}`" in text
     assert "| `key_echo` | `***` |" in text  # an output that echoes a secret is scrubbed
-    assert "**broken** failed: `client_error (HTTP 422)" in text
+    assert "**broken** failed at `" in text and "`client_error (HTTP 422)" in text
     for line in text.splitlines():
         if line.startswith("| "):
             assert line.endswith(" |") and "\n" not in line
@@ -201,7 +214,8 @@ def test_reports_of_a_run_that_never_started_name_the_runbook(tmp_path: Path, te
     first, _, facts = markdown.splitlines()[:3]
     assert first == f"### ❌ runbook `{name}`: invalid"
     assert facts == "not run · 1 step · 0 ms" + (" · `broken.yml`" if name != "broken.yml" else "")
-    assert "**validate** failed: `invalid: broken.yml:" in markdown
+    assert "**validate** failed:\\\n`invalid: broken.yml:" in markdown
+    assert_valid_junit(junit)
 
 
 def test_reports_of_a_run_stopped_at_pre_flight_do_not_quote_secrets(write, tmp_path: Path) -> None:
@@ -252,25 +266,9 @@ def test_on_a_terminal_the_step_in_flight_shows_its_elapsed_time(write, tmp_path
                                                                  membrane_env: dict[str, str]) -> None:
     emulator.add_fault({"action": "slow-action"}, delay=0.6)
     path = write(SLOW)
-    main, secondary = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", str(path), "--manifest", str(tmp_path / "m.json")],
-        cwd=tmp_path, env=dict(membrane_env, TERM="xterm"), stdin=subprocess.DEVNULL,
-        stdout=secondary, stderr=secondary,
-    )
-    os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main)
-    assert proc.wait(timeout=60) == 0
-    out = b"".join(chunks).decode()
+    code, out = run_on_terminal(["run", str(path), "--manifest", str(tmp_path / "m.json")], cwd=tmp_path,
+                                env=membrane_env)
+    assert code == 0
     assert "\x1b" not in out  # rewritten with a carriage return, no escape sequences
     frames = [f for f in out.split("\r") if f.strip().startswith(("|", "/", "-", "\\")) and " wait " in f]
     assert len(frames) >= 3, out
@@ -309,8 +307,9 @@ def test_report_options_keep_the_reports_asked_for_in_the_registry_order() -> No
     assert plain.paths == {} and not plain.json and not plain.needs_manifest
     out, err = object(), object()
     assert plain.console(out, err) is out and options.console(out, err) is err  # JSON owns stdout
-    with pytest.raises(ValueError, match="html"):
-        ReportOptions(paths={"html": "r.html"})
+    with pytest.raises(ValueError, match="pdf"):
+        ReportOptions(paths={"pdf": "r.pdf"})
+    assert list(ReportOptions(paths={"html": "r.html", "junit": "j.xml"}).paths) == ["junit", "html"]
     with pytest.raises(ValueError, match="xml"):
         ReportOptions("xml")
 
@@ -425,9 +424,262 @@ def test_markdown_escaping() -> None:
     from engine.report.text import markdown_code, markdown_prose
 
     assert markdown_prose("<b>a|b</b> & \r\nc") == "&lt;b&gt;a\\|b&lt;/b&gt; &amp;  c"
+    assert markdown_prose("*x* `y` [z]") == "\\*x\\* \\`y\\` \\[z\\]"
     assert markdown_code("a|b") == "`a\\|b`"
     assert markdown_code("a|b", table=False) == "`a|b`"
-    assert markdown_code("has `tick`") == "``has `tick```"
+    assert markdown_code("has `tick`") == "`` has `tick` ``"
+    assert markdown_code("a ``b`` c") == "```a ``b`` c```"
+    assert markdown_code("<&>") == "`<&>`"  # a code span shows its text as it is: no entities
     assert markdown_code("x\ny\x1b") == "`x y\\x1b`"
     assert markdown_code("abcdef", 4) == "`abc…`"
     assert markdown_code("") == ""
+
+
+# --- JUnit: junit-10.xsd, where each step is, retries -----------------------------------------------
+
+RETRIES = """
+version: 1
+name: retries
+steps:
+  - id: flaky
+    provider: membrane
+    retry: {attempts: 3, backoff: fixed, initial_delay: 10ms, on: [429]}
+    dispatch: {id: busy}
+  - id: stubborn
+    provider: membrane
+    continue_on_error: true
+    retry: {attempts: 2, backoff: fixed, initial_delay: 10ms, on: [5xx]}
+    dispatch: {id: fail-503}
+  - id: fan
+    provider: membrane
+    for_each: [ok, fail-500, ok]
+    fail_fast: false
+    dispatch: {id: "{{ item }}"}
+finally:
+  - id: notify
+    provider: membrane
+    dispatch: {id: post-report}
+"""
+
+
+def _line_of(text: str, step_id: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if line.strip() == f"- id: {step_id}")
+
+
+def action_junit_report_position(case: ET.Element, suite: ET.Element) -> tuple[str, int]:
+    """Where mikepenz/action-junit-report (the README's reporter) annotates a testcase: its
+    resolveFileAndLine (src/testParser.ts), in Python: the testcase's file and line, else the
+    issue's, else the suite's; without a line, the last `` FILE…:N`` in the failure's text."""
+    import re
+
+    issue = case.find("failure") if case.find("failure") is not None else case.find("error")
+    issue_attrs = issue.attrib if issue is not None else {}
+    file = case.get("file") or issue_attrs.get("file") or suite.get("file")
+    line = case.get("line") or issue_attrs.get("line") or suite.get("line")
+    file_name = file or case.get("classname", case.get("name")).split(".")[-1]
+    if file_name and line:
+        return file_name, int(line)
+    stack = ((issue.text if issue is not None else "") or "").strip()
+    matches = re.findall(" [^ ]*" + re.escape(file_name) + ".*?:\\d+", stack)
+    if not matches:
+        return file_name, 1
+    return file_name, int(matches[-1].split(":")[-1])
+
+
+def test_junit_is_valid_against_junit_10_xsd_and_shows_where_and_how_often(
+        write, tmp_path: Path, emulator: Emulator, membrane_env: dict[str, str]) -> None:
+    path = write(RETRIES)
+    text = path.read_text()
+    emulator.add_fault({"action": "busy"}, status=429, retry_after=0, times=2)
+    junit = tmp_path / "j.xml"
+    result = run_cli(["run", "runbook.yml", "--junit", str(junit)], cwd=tmp_path, env=membrane_env)
+    assert result.code == 1, result.stderr
+    assert_valid_junit(junit)
+    root = ET.fromstring(junit.read_bytes())
+    suite = root.find("testsuite")
+    assert suite.get("file") == "runbook.yml"
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert list(cases) == ["flaky", "stubborn", "fan[0]", "fan[1]", "fan[2]", "notify"]
+    records = {s["id"]: s for s in result.manifest["steps"]}
+    for step_id in ("flaky", "stubborn", "fan", "notify"):
+        assert records[step_id]["line"] == _line_of(text, step_id)  # recorded in the manifest
+
+    # passed on its third attempt: two flakyFailures, as Surefire reports a rerun that passed
+    flaky = cases["flaky"]
+    assert flaky.find("failure") is None
+    assert [(f.get("type"), f.get("message").split(":")[0]) for f in flaky.findall("flakyFailure")] == [
+        ("rate_limited", "attempt 1"), ("rate_limited", "attempt 2")]
+    assert "status: succeeded after 3 attempts (flaky" in flaky.findtext("system-out")
+    assert f"location: runbook.yml:{_line_of(text, 'flaky')}" in flaky.findtext("system-out")
+    # failed twice: the failure, and the earlier attempt as a rerunFailure
+    stubborn = cases["stubborn"]
+    assert stubborn.find("failure").get("type") == "server_error"
+    assert len(stubborn.findall("rerunFailure")) == 1 and not stubborn.findall("flakyFailure")
+    assert "status: failed after 2 attempts" in stubborn.findtext("system-out")
+    assert cases["fan[1]"].find("failure") is not None and cases["fan[0]"].find("failure") is None
+
+    # the README's reporter finds each failure's line: the dispatch that failed, in the step
+    for name in ("stubborn", "fan[1]"):
+        location = records[name.split("[")[0]]["error"]["location"]
+        file, line = action_junit_report_position(cases[name], suite)
+        assert (file, line) == ("runbook.yml", int(location.split(":")[1])), cases[name].find("failure").text
+        assert _line_of(text, name.split("[")[0]) <= line
+
+
+def test_junit_file_line_puts_them_on_each_testcase_which_junit_10_xsd_refuses(
+        write, tmp_path: Path, emulator: Emulator, membrane_env: dict[str, str]) -> None:
+    text = write(RETRIES).read_text()
+    junit = tmp_path / "j.xml"
+    result = run_cli(["run", "runbook.yml", "--junit", str(junit), "--junit-file-line"], cwd=tmp_path,
+                     env=membrane_env)
+    assert result.code == 1, result.stderr
+    suite = ET.fromstring(junit.read_bytes()).find("testsuite")
+    for case in suite.iter("testcase"):
+        step_id = case.get("name").split("[")[0]
+        assert (case.get("file"), case.get("line")) == ("runbook.yml", str(_line_of(text, step_id)))
+        assert action_junit_report_position(case, suite) == ("runbook.yml", _line_of(text, step_id))
+    errors = [str(e.reason) for e in junit_schema().iter_errors(str(junit))]
+    assert errors and all("'file'" in e or "'line'" in e for e in errors), errors
+
+
+def test_report_lines_come_from_the_runbook_when_the_manifest_has_none(write, tmp_path: Path) -> None:
+    from engine.report.positions import step_lines
+
+    text = write(RETRIES).read_text()
+    import hashlib
+
+    manifest = {"runbook": {"path": str(tmp_path / "runbook.yml"),
+                            "sha256": hashlib.sha256(text.encode()).hexdigest()},
+                "steps": [{"id": "fan", "section": "steps"}, {"id": "notify", "section": "finally"}]}
+    assert step_lines(manifest) == {("steps", "flaky"): _line_of(text, "flaky"),
+                                    ("steps", "stubborn"): _line_of(text, "stubborn"),
+                                    ("steps", "fan"): _line_of(text, "fan"),
+                                    ("finally", "notify"): _line_of(text, "notify")}
+    (tmp_path / "runbook.yml").write_text(text + "# changed\n")  # another text: no line is guessed
+    assert step_lines(manifest) == {}
+
+
+# --- the Markdown summary as GitHub renders it --------------------------------------------------
+
+
+def _gfm(markdown: str) -> str:
+    cmarkgfm = pytest.importorskip("cmarkgfm")
+    options = cmarkgfm.cmark.Options
+    html: str = cmarkgfm.github_flavored_markdown_to_html(markdown, options=options.CMARK_OPT_UNSAFE)
+    return html
+
+
+def _text(html_fragment: str) -> str:
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", html_fragment))
+
+
+def test_the_summary_renders_as_written_on_github() -> None:
+    import re
+
+    from engine.report.summary import summary_markdown
+
+    manifest = _manifest()
+    manifest["runbook"] = {"name": "sync <b>bold</b> & `tick` ``x`` *em*", "path": "ops/a&b.yml"}
+    manifest["run"]["error"] = "ops/a&b.yml:3:1: first <problem>\nops/a&b.yml:9:5: second `one`"
+    manifest["steps"][0]["error"]["message"] = "line one <x>\nline two & `three`"
+    rendered = _gfm(summary_markdown(manifest, "m.json"))
+    (heading,) = re.findall(r"<h3>(.*?)</h3>", rendered)
+    assert _text(heading) == "❌ runbook sync <b>bold</b> & `tick` ``x`` *em*: failed"
+    assert "<b>" not in heading and "<em>" not in heading
+    paragraphs = re.findall(r"<p>(.*?)</p>", rendered, re.S)
+    run_error = next(p for p in paragraphs if "first" in p)
+    assert [_text(line) for line in run_error.split("<br />")] == [
+        "ops/a&b.yml:3:1: first <problem>", "\nops/a&b.yml:9:5: second `one`"]
+    step_error = next(p for p in paragraphs if "line one" in p)
+    assert [_text(part).strip() for part in step_error.split("<br />")] == [
+        "a failed:", "client_error (HTTP 422): line one <x>", "line two & `three`"]
+    assert "None" not in rendered
+
+
+def test_the_summary_of_a_run_that_never_started_says_not_run() -> None:
+    from engine.report.not_run import not_run_manifest
+    from engine.report.summary import summary_markdown
+
+    markdown = summary_markdown(not_run_manifest("x.yml", "x.yml:1:1: bad\nx.yml:2:3: worse"))
+    assert "None" not in markdown and "run `" not in markdown and "not run ·" in markdown
+    rendered = _gfm(markdown)
+    assert rendered.count("<code>") >= 3 and "x.yml:2:3: worse</code>" in rendered
+
+
+# --- under GitHub Actions: annotations and the step summary by default ------------------------------
+
+
+def _actions_env(env: dict[str, str], summary: Path, **extra: str) -> dict[str, str]:
+    return dict(env, GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary), **extra)
+
+
+def test_under_github_actions_run_annotates_failures_and_appends_the_step_summary(
+        write, tmp_path: Path, emulator: Emulator, membrane_env: dict[str, str]) -> None:
+    text = write(RETRIES).read_text()
+    emulator.add_fault({"action": "busy"}, status=429, retry_after=0, times=1)
+    summary = tmp_path / "summary.md"
+    result = run_cli(["run", "runbook.yml"], cwd=tmp_path, env=_actions_env(membrane_env, summary))
+    assert result.code == 1, result.stderr
+    annotations = [line for line in result.stdout.splitlines() if line.startswith("::")]
+    records = {s["id"]: s for s in result.manifest["steps"]}
+    _, line, col = records["stubborn"]["error"]["location"].rsplit(":", 2)
+    assert annotations[0] == (f"::notice file=runbook.yml,line={_line_of(text, 'flaky')},title=step flaky is flaky"
+                              "::passed on attempt 2 after 1 failed attempt; the first: rate_limited: "
+                              + records["flaky"]["attempts"][0]["error"].split(": ", 1)[1])
+    assert annotations[1].startswith(f"::error file=runbook.yml,line={line},col={col},"
+                                     "title=step stubborn failed after 2 attempts::server_error (HTTP 503)")
+    assert any(a.startswith("::error file=runbook.yml") and "title=step fan[1] failed" in a for a in annotations)
+    assert summary.read_text().startswith("### ❌ runbook `retries`: failed")
+
+    # --summary naming the same file: appended once; the flags turn both off
+    again = run_cli(["run", "runbook.yml", "--summary", str(summary)], cwd=tmp_path,
+                    env=_actions_env(membrane_env, summary))
+    assert again.code == 1 and summary.read_text().count("### ❌") == 2
+    off = run_cli(["run", "runbook.yml", "--no-annotations", "--no-step-summary"], cwd=tmp_path,
+                  env=_actions_env(membrane_env, summary))
+    assert off.code == 1 and "::" not in off.stdout and summary.read_text().count("### ❌") == 2
+    # outside GitHub Actions: neither
+    plain = run_cli(["run", "runbook.yml"], cwd=tmp_path, env=dict(membrane_env, GITHUB_STEP_SUMMARY=str(summary)))
+    assert plain.code == 1 and "::" not in plain.stdout and summary.read_text().count("### ❌") == 2
+    # with --json the annotations go to stderr, and stdout stays JSON
+    as_json = run_cli(["run", "runbook.yml", "--json", "--no-step-summary"], cwd=tmp_path,
+                      env=_actions_env(membrane_env, summary))
+    import json
+
+    assert json.loads(as_json.stdout)["run"]["status"] == "failed"
+    assert "::error file=runbook.yml" in as_json.stderr
+
+
+def test_under_github_actions_a_refused_run_annotates_its_problems(write, tmp_path: Path) -> None:
+    write("version: 1\nname: bad\nsteps:\n  - {id: a, provider: membrane, dispatch: {id: x}, tiemout: 3}\n")
+    summary = tmp_path / "summary.md"
+    result = run_cli(["run", "runbook.yml"], cwd=tmp_path, env=_actions_env(base_env(), summary))
+    assert result.code == 2
+    assert result.stdout.startswith("::error file=runbook.yml,line=4,col=")
+    assert "tiemout" in result.stdout and "tiemout" in result.stderr
+    assert "### ❌ runbook `bad`: invalid" in summary.read_text()
+
+
+def test_under_github_actions_validate_annotates_and_appends_its_verdict(tmp_path: Path) -> None:
+    (tmp_path / "bad.yml").write_text("version: 1\nname: bad\nsteps:\n  - {id: a, provider: membrane, "
+                                      "dispatch: {id: x}, tiemout: 3}\n")
+    (tmp_path / "warn.yml").write_text("version: 1\nname: warn\nsteps:\n  - id: a\n    provider: membrane\n"
+                                       "    dispatch: {id: x}\n    input: {who: \"{{ vars.who }}\"}\n")
+    summary = tmp_path / "summary.md"
+    env = _actions_env(base_env(), summary)
+    result = run_cli(["validate", "bad.yml", "warn.yml"], cwd=tmp_path, env=env)
+    assert result.code == 2
+    annotations = [line for line in result.stdout.splitlines() if line.startswith("::")]
+    assert [a.split(" ", 1)[0] for a in annotations] == ["::error", "::warning"]
+    assert annotations[0].startswith("::error file=bad.yml,line=4,")
+    assert "bad.yml:4:" in result.stderr  # the text as well
+    verdict = summary.read_text()
+    assert verdict.startswith("### ❌ runbook validate: 1 error, 1 warning in 2 files")
+    assert "`bad.yml:4:" in verdict and "vars.who" in verdict
+    github = run_cli(["validate", "bad.yml", "--format", "github", "--no-step-summary"], cwd=tmp_path, env=env)
+    assert len([line for line in github.stdout.splitlines() if line.startswith("::error")]) == 1  # not twice
+    off = run_cli(["validate", "bad.yml", "--no-annotations"], cwd=tmp_path, env=env)
+    assert "::" not in off.stdout

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from engine.errors import Problem
     from engine.redaction import Redactor
 
-__all__ = ["ConsoleReporter", "Progress", "step_line", "wants_progress", "problems"]
+__all__ = ["ConsoleReporter", "Progress", "step_line", "wants_progress", "problems", "recorded_run"]
 
 _MARK = {
     Status.SUCCEEDED: "ok  ",
@@ -34,12 +34,14 @@ _MARK = {
 }
 
 
-def step_line(result: StepResult, id_width: int = 0) -> str:
-    """``ok    contact  crm (membrane)  api  12 ms  run run_123``."""
+def step_line(result: StepResult, id_width: int = 0, prefix: str = "") -> str:
+    """``ok    contact  crm (membrane)  api  12 ms  run run_123`` (``prefix``: ``onboard › `` for a
+    step of a called runbook)."""
     step = result.step
-    name = step.id if result.index is None else f"{step.id}[{result.index}]"
-    parts = [_MARK[result.status], name.ljust(id_width), provider_label(step.provider, step.provider_type),
-             step.style]
+    name = prefix + (step.id if result.index is None else f"{step.id}[{result.index}]")
+    what = [provider_label(step.provider, step.provider_type), step.style] if step.child is None \
+        else [f"runbook {step.target}"]
+    parts = [_MARK[result.status], name.ljust(id_width), *what]
     if result.status is not Status.NOT_RUN:
         parts.append(duration(result.duration_ms))
     if len(result.attempts) > 1:
@@ -170,11 +172,19 @@ class ConsoleReporter:
         show = wants_progress(stream) if progress is None else progress
         self.progress = Progress(stream, self._lock) if show else None
         self._fan = [0, 0, 0]  # of the for_each step running: its items, done, failed
+        self._calls: list[Step] = []  # the steps whose called runbooks are running, outermost first
 
     def step_started(self, step: Step) -> None:
         if self.progress is not None:
             provider = provider_label(step.provider, step.provider_type)
             self.progress.start(f"{step.id.ljust(self.id_width)}  {provider}  {step.style}")
+
+    def call_started(self, step: Step) -> None:
+        """The steps that follow are the runbook ``step`` calls: their lines say so
+        (``onboard › make``)."""
+        if self.progress is not None:
+            self.progress.stop()
+        self._calls.append(step)
 
     def items_started(self, step: Step, count: int) -> None:
         """A ``for_each`` step's items start: its progress line counts them."""
@@ -192,7 +202,7 @@ class ConsoleReporter:
         if result.status is not Status.FAILED:
             return
         self._fan[2] += 1
-        text = "\n".join([step_line(result, self.id_width), *_failure_lines(result)])
+        text = "\n".join([step_line(result, self.id_width, self._prefix()), *_failure_lines(result)])
         with self._lock:
             if self.progress is not None:
                 self.progress.clear()
@@ -204,10 +214,16 @@ class ConsoleReporter:
         if self.progress is not None:
             self.progress.stop()
 
+    def _prefix(self) -> str:
+        """``onboard › ``: the calls the steps now are inside of."""
+        return "".join(f"{step.id} › " for step in self._calls)
+
     def step_finished(self, result: StepResult) -> None:
         if self.progress is not None:
             self.progress.stop()
-        text = "\n".join([step_line(result, self.id_width), *_failure_lines(result)])
+        if self._calls and result.step is self._calls[-1]:
+            self._calls.pop()  # the call itself: its line is the caller's
+        text = "\n".join([step_line(result, self.id_width, self._prefix()), *_failure_lines(result)])
         with self._lock:
             self.stream.write(self.redactor.text(text) + "\n" if self.redactor else text + "\n")
             self.stream.flush()
@@ -239,3 +255,76 @@ def problems(found: Sequence[Problem], files: Sequence[str], skipped_note: str |
 def _valid_line(file: str, warnings: int) -> str:
     """``FILE: valid``, with its number of warnings if any."""
     return f"{file}: valid ({plural(warnings, 'warning')})\n" if warnings else f"{file}: valid\n"
+
+
+# --- a past run, from its manifest (``runbook show``) -------------------------------------------
+
+_RECORDED_MARK = {status.value: mark for status, mark in _MARK.items()}
+
+
+def _record_line(record: Mapping[str, Any], name: str, id_width: int) -> str:
+    """:func:`step_line` of a step (or item) as the manifest records it."""
+    status = record["status"]
+    parts = [_RECORDED_MARK.get(status, status), name.ljust(id_width),
+             provider_label(record["provider"], record["provider_type"]), record["dispatch"]]
+    if status != "not_run":
+        parts.append(duration(record.get("duration_ms")))
+    attempts = record.get("attempts") or []
+    if len(attempts) > 1:
+        parts.append(f"{len(attempts)} attempts")
+    if record.get("run_id"):
+        parts.append(f"run {record['run_id']}")
+    if record.get("reused_from"):
+        parts.append(f"reused from {record['reused_from']}")
+    items = record.get("items")
+    if items is not None:
+        counts = Counter(item["status"] for item in items)
+        parts.append(f"{plural(len(items), 'item')}: " + ", ".join(
+            f"{n} {s}" for s, n in counts.items()) if items else "no items")
+    if status == "not_run":
+        parts.append("not run")
+    return "  ".join(parts)
+
+
+def _recorded_failure_lines(record: Mapping[str, Any]) -> list[str]:
+    err = record.get("error")
+    if not err or record["status"] == "not_run":
+        return []
+    line = error_line(err.get("type", "error"), visible(err.get("message", "")), err.get("http_status"),
+                      err.get("location"))
+    lines = [f"      {line}"]
+    if err.get("attribution"):
+        lines.append(f"      attribution: {visible(str(err['attribution']))}")
+    for entry in (record.get("logs") or [])[:20]:
+        lines.append(f"      log: {visible(_log_text(entry))}")
+    return lines
+
+
+def recorded_run(manifest: Mapping[str, Any], manifest_path: str) -> list[str]:
+    """The lines ``runbook run`` printed for the run a manifest records: each step's line (and
+    a failed one's error and logs), each failed item's line before its step's, the verdict and
+    the manifest's path. A run still going (or killed) says so instead of a verdict."""
+    steps = manifest.get("steps") or []
+    id_width = max((len(step["id"]) for step in steps), default=0)
+    out: list[str] = []
+    counts: dict[str, int] = {}
+    for step in steps:
+        identity = {k: step[k] for k in ("provider", "provider_type", "dispatch")}
+        for item in step.get("items") or []:
+            if item["status"] == "failed":
+                out += [_record_line({**identity, **item}, f"{step['id']}[{item['index']}]", id_width),
+                        *_recorded_failure_lines(item)]
+        if step["status"] == "running":
+            continue
+        out += [_record_line(step, step["id"], id_width), *_recorded_failure_lines(step)]
+        counts[step["status"]] = counts.get(step["status"], 0) + 1
+    run = manifest["run"]
+    if run.get("error"):
+        out.append(f"error: {run['error']}")
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no steps"
+    if run["status"] == "running":
+        out.append(f"running (or stopped without finishing): {summary} so far")
+    else:
+        out.append(f"{run['status']}: {summary}")
+    out.append(f"manifest: {manifest_path}")
+    return out

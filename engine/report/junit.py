@@ -2,8 +2,21 @@
 
 One ``testcase`` per step (per item of a ``for_each`` step: ``invite[3]``): ``failure`` for a
 failed step, ``error`` for an internal error or an interruption, ``skipped`` for a skipped or
-not-run step; in the shape of the common JUnit XSD (Jenkins' ``junit-10.xsd``, read by GitHub,
-GitLab and Jenkins test reporters).
+not-run step. The document is valid against Jenkins xunit's ``junit-10.xsd`` (the strictest
+reader: it refuses any attribute it does not declare), which GitHub, GitLab and Jenkins test
+reporters read too.
+
+Retries are shown as Maven Surefire shows reruns, which those reporters understand: a step that
+succeeded after failed attempts has a ``flakyFailure`` per failed attempt (a *flaky* test), a
+step that failed after retries a ``rerunFailure`` per earlier failed attempt; its ``system-out``
+says how many attempts it took.
+
+Where the step stands in the runbook: the XSD allows no ``file`` or ``line`` on a testcase, so
+the suite's ``file`` is the runbook's path and every failure's text ends with ``at FILE:LINE``
+lines (the step's line, then the field that failed), which is where reporters such as
+mikepenz/action-junit-report look when a testcase has no ``file``. ``file_line=True``
+(``--junit-file-line``) also puts ``file`` and ``line`` on each testcase, for readers that
+only look there (EnricoMi/publish-unit-test-result-action, GitLab); junit-10.xsd refuses those.
 
 It reads only the manifest's records, whose requests, outputs and errors are already
 redacted by taint and scrubbed of known secret values: nothing here sees a raw value.
@@ -17,6 +30,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from engine.report import Manifest
+from engine.report.positions import line_of, split_location, step_lines
 from engine.report.text import json_text, recorded_error_line, xml
 
 __all__ = ["junit_xml", "test_cases", "write"]
@@ -25,28 +39,32 @@ _ERRORS = ("internal", "interrupted")
 Record = dict[str, Any]
 
 
-def write(path: str, manifest: Manifest, manifest_path: str | None) -> None:
+def write(path: str, manifest: Manifest, manifest_path: str | None, *, file_line: bool = False) -> None:
     """Replace ``path`` with the report (its folder created)."""
     from engine.files import atomic_write
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write(path, junit_xml(manifest, manifest_path))
+    atomic_write(path, junit_xml(manifest, manifest_path, file_line=file_line))
 
 
-def junit_xml(manifest: Manifest, manifest_path: str | None = None) -> bytes:
-    """The JUnit XML document of a run's manifest."""
+def junit_xml(manifest: Manifest, manifest_path: str | None = None, *, file_line: bool = False) -> bytes:
+    """The JUnit XML document of a run's manifest (``file_line``: see the module's note)."""
     run, runbook = manifest["run"], manifest["runbook"]
     steps = test_cases(manifest.get("steps") or [])
     counts = {k: str(v) for k, v in _counts(steps).items()}
     time = _seconds(run.get("duration_ms"))
-    root = ET.Element("testsuites", {"name": "runbook", **counts, "time": time})
+    # junit-10.xsd's testsuites has no skipped attribute (the suite has)
+    root = ET.Element("testsuites", {"name": "runbook", **{k: v for k, v in counts.items() if k != "skipped"},
+                                     "time": time})
     suite = ET.SubElement(root, "testsuite", _suite_attributes(manifest, counts, time))
     props = ET.SubElement(suite, "properties")
     for name, value in _properties(manifest, manifest_path):
         if value is not None:
             ET.SubElement(props, "property", {"name": name, "value": xml(value)})
+    lines = step_lines(manifest)
+    where = _Where(runbook.get("path") or "", lines, file_line)
     for step in steps:
-        _testcase(suite, step, runbook["name"])
+        _testcase(suite, step, runbook["name"], where)
     ET.SubElement(suite, "system-out").text = xml(_suite_out(manifest))
     ET.indent(root)
     document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)  # bytes for an encoding
@@ -101,6 +119,8 @@ def _suite_attributes(manifest: Manifest, counts: dict[str, str], time: str) -> 
     timestamp = _timestamp(manifest["run"].get("started_at"))
     if timestamp:
         attributes["timestamp"] = timestamp
+    if manifest["runbook"].get("path"):
+        attributes["file"] = xml(manifest["runbook"]["path"])
     return attributes
 
 
@@ -120,13 +140,40 @@ def _properties(manifest: Manifest, manifest_path: str | None) -> list[tuple[str
     ]
 
 
-def _testcase(suite: ET.Element, step: Record, runbook_name: str) -> None:
+class _Where:
+    """Where each test case's step stands: the runbook's path and the steps' lines."""
+
+    def __init__(self, file: str, lines: dict[tuple[str, str], int], on_testcase: bool) -> None:
+        self.file, self.lines, self.on_testcase = file, lines, on_testcase
+
+    def line(self, step: Record) -> int | None:
+        return line_of(self.lines, step)
+
+    def trail(self, step: Record) -> str:
+        """``at FILE:LINE`` lines: the step's, then the failing field's (the last one a reporter
+        that reads a failure's text takes)."""
+        out = []
+        line = self.line(step)
+        if self.file and line:
+            out.append(f"  at {self.file}:{line} (step {step['id']})")
+        located = split_location((step.get("error") or {}).get("location"))
+        if located:
+            out.append(f"  at {located[0]}:{located[1]}:{located[2]}")
+        return "\n".join(out) + "\n" if out else ""
+
+
+def _testcase(suite: ET.Element, step: Record, runbook_name: str, where: _Where) -> None:
     classname = f"{runbook_name}.{step.get('section', 'steps')}"
-    case = ET.SubElement(suite, "testcase", {
-        "name": xml(step["id"]), "classname": xml(classname), "time": _seconds(step.get("duration_ms")),
-    })
+    attributes = {"name": xml(step["id"]), "classname": xml(classname), "time": _seconds(step.get("duration_ms"))}
+    line = where.line(step)
+    if where.on_testcase and where.file:
+        attributes["file"] = xml(where.file)
+        if line:
+            attributes["line"] = str(line)
+    case = ET.SubElement(suite, "testcase", attributes)
     error = step.get("error") or {}
     status = step["status"]
+    failed_attempts = [a for a in step.get("attempts") or [] if a.get("error")]
     if status == "skipped":
         ET.SubElement(case, "skipped", {"message": "skipped: its when condition was false"})
     elif status == "not_run":
@@ -135,8 +182,28 @@ def _testcase(suite: ET.Element, step: Record, runbook_name: str) -> None:
         tag, default_type = ("error", status) if _is_error(step) else ("failure", "failed")
         node = ET.SubElement(case, tag, {"message": xml(recorded_error_line(error)),
                                          "type": xml(error.get("type", default_type))})
-        node.text = xml(_failure_text(step))
-    ET.SubElement(case, "system-out").text = xml(_step_out(step))
+        node.text = xml(_failure_text(step) + where.trail(step))
+        # the failed attempts before the one the failure is about, each a rerun that failed too
+        attempts = step.get("attempts") or []
+        earlier = failed_attempts[:-1] if attempts and attempts[-1].get("error") else failed_attempts
+        for attempt in earlier:
+            _rerun(case, "rerunFailure", attempt, step, where)
+    elif status == "succeeded":
+        for attempt in failed_attempts:  # it passed on a later attempt: flaky
+            _rerun(case, "flakyFailure", attempt, step, where)
+    ET.SubElement(case, "system-out").text = xml(_step_out(step, where))
+
+
+def _rerun(case: ET.Element, tag: str, attempt: Record, step: Record, where: _Where) -> None:
+    """A failed attempt as Surefire records a rerun: ``flakyFailure`` (the step passed later) or
+    ``rerunFailure`` (it failed in the end too)."""
+    text = str(attempt.get("error") or "")
+    status = f" (HTTP {attempt['http_status']})" if attempt.get("http_status") else ""
+    node = ET.SubElement(case, tag, {"message": xml(f"attempt {attempt.get('number')}: {text}"),
+                                     "type": xml(text.split(":", 1)[0] or "failed")})
+    trail = where.trail({**step, "error": None})
+    node.text = xml(f"attempt {attempt.get('number')} of step {step['id']}{status}, "
+                    f"{attempt.get('duration_ms', 0)} ms: {text}\n{trail}")
 
 
 def _clip(text: str, limit: int = 20_000) -> str:
@@ -158,13 +225,16 @@ def _failure_text(step: Record) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _step_out(step: Record) -> str:
-    """The step's record in words: provider, run id, attempts, request and output."""
+def _step_out(step: Record, where: _Where) -> str:
+    """The step's record in words: where it is, provider, run id, attempts, request and output."""
+    line = where.line(step)
     lines = [
         f"step: {step['id']}" + (f" ({step['name']})" if step.get("name") else ""),
-        f"status: {step['status']}",
+        f"status: {step['status']}" + _attempts_note(step),
         f"provider: {step['provider']} ({step['provider_type']}), dispatch {step['dispatch']}",
     ]
+    if where.file and line:
+        lines.insert(1, f"location: {where.file}:{line}")
     if step.get("run_id"):
         lines.append(f"provider run id: {step['run_id']}")
     if step.get("reused_from"):
@@ -177,6 +247,15 @@ def _step_out(step: Record) -> str:
     if step["status"] == "succeeded" and step.get("output") is not None:
         lines.append(f"output: {_clip(json_text(step['output']))}")
     return "\n".join(lines) + "\n"
+
+
+def _attempts_note(step: Record) -> str:
+    """`` after 3 attempts (flaky)`` for a step that passed after failed attempts."""
+    attempts = step.get("attempts") or []
+    if len(attempts) <= 1:
+        return ""
+    flaky = step["status"] == "succeeded" and any(a.get("error") for a in attempts)
+    return f" after {len(attempts)} attempts" + (" (flaky: it passed on a retry)" if flaky else "")
 
 
 def _attempt_lines(attempts: list[Record]) -> list[str]:

@@ -15,6 +15,7 @@ from engine.report.text import (
     duration,
     json_text,
     markdown_code,
+    markdown_lines,
     markdown_prose,
     provider_label,
     recorded_error_line,
@@ -42,7 +43,7 @@ def summary_markdown(manifest: Manifest, manifest_path: str | None = None) -> st
     lines += _steps_table(steps)
     lines += _failures(steps)
     if manifest["run"].get("error"):
-        lines += [f"**run error**: {_cell(manifest['run']['error'], 1000, table=False)}", ""]
+        lines += ["**run error**:", "", *_error_lines(str(manifest["run"]["error"])), ""]
     lines += _outputs_table(manifest.get("outputs") or {})
     return "\n".join(lines) + "\n"
 
@@ -55,7 +56,7 @@ def _cell(value: Any, limit: int = 300, *, table: bool = True) -> str:
 def _title(manifest: Manifest) -> str:
     status = manifest["run"].get("status")
     icon = _ICON.get(status or "")
-    title = f"runbook `{markdown_prose(manifest['runbook']['name'])}`: {status}"
+    title = f"runbook {markdown_code(manifest['runbook']['name'], 200)}: {status}"
     return f"### {icon} {title}" if icon else f"### {title}"
 
 
@@ -63,16 +64,16 @@ def _facts(manifest: Manifest, manifest_path: str | None) -> list[str]:
     """The run id, the number of steps, the duration, then what else is known."""
     run, runbook = manifest["run"], manifest["runbook"]
     steps = manifest.get("steps") or []
-    facts = [f"run `{run['id']}`" if run.get("id") else "not run",
+    facts = [f"run {markdown_code(str(run['id']))}" if run.get("id") else "not run",
              f"{len(steps)} step{'s' if len(steps) != 1 else ''}", duration(run.get("duration_ms"))]
     if runbook.get("path") and runbook["path"] != runbook["name"]:
-        facts.append(f"`{markdown_prose(runbook['path'])}`")
+        facts.append(markdown_code(runbook["path"]))
     if run.get("resumed_from"):
-        facts.append(f"resumed from `{run['resumed_from']}`")
+        facts.append(f"resumed from {markdown_code(str(run['resumed_from']))}")
     if run.get("emulated"):
         facts.append("emulated")
     if manifest_path:
-        facts.append(f"manifest `{markdown_prose(manifest_path)}`")
+        facts.append(f"manifest {markdown_code(manifest_path)}")
     return facts
 
 
@@ -119,6 +120,13 @@ def _failed_items(step: Record) -> list[str]:
     return lines
 
 
+def _error_lines(text: str, limit: int = 1000) -> list[str]:
+    """An error in a paragraph of its own: one line of code per line of the error (a refused
+    run's problems are one a line), each ending in a hard line break but the last."""
+    spans = markdown_lines(text, limit)[:50] or [markdown_code("(no message)", table=False)]
+    return [span + "\\" for span in spans[:-1]] + spans[-1:]
+
+
 def _failures(steps: list[Record]) -> list[str]:
     """A paragraph per failed or interrupted step: its error, where, its attribution."""
     lines: list[str] = []
@@ -126,13 +134,16 @@ def _failures(steps: list[Record]) -> list[str]:
         error = step.get("error")
         if not error or step["status"] not in ("failed", "interrupted"):
             continue
-        message = _cell(recorded_error_line(error, located=False), 1000, table=False)
-        where = f" at `{markdown_prose(error['location'])}`" if error.get("location") else ""
-        lines.append(f"**{markdown_prose(step['id'])}** {step['status']}: {message}{where}")
+        where = f" at {markdown_code(error['location'], table=False)}" if error.get("location") else ""
+        lines.append(f"**{markdown_prose(step['id'])}** {step['status']}{where}:\\")
+        lines += _error_lines(recorded_error_line(error, located=False))
         if error.get("attribution"):
+            lines[-1] += "\\"
             lines.append(f"attribution: {markdown_prose(str(error['attribution']))}")
-        lines += _failed_items(step)
         lines.append("")
+        failed = _failed_items(step)
+        if failed:
+            lines += [*failed, ""]
     return lines
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 __all__ = [
     "escape_controls", "visible", "xml", "workflow_message", "workflow_property",
-    "markdown_prose", "markdown_code", "json_text", "duration", "provider_label", "error_line",
+    "markdown_prose", "markdown_code", "markdown_lines", "json_text", "duration", "provider_label", "error_line",
     "recorded_error_line", "plural",
 ]
 
@@ -65,22 +65,41 @@ def workflow_property(text: str) -> str:
 
 
 def markdown_prose(text: str) -> str:
-    """Prose in a Markdown cell or paragraph: no raw HTML, no table breaks."""
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("|", "\\|").replace("\r", "").replace("\n", " "))
+    """Prose in a Markdown cell, paragraph or heading, shown as written: ``<``, ``>`` and ``&`` as
+    entities (no raw HTML), the characters Markdown reads as markup (backticks, emphasis, links,
+    strike-through, a table's pipes) backslash-escaped, the text on one line."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r"([\\`*_\[\]~|!#])", r"\\\1", text)
+    return text.replace("\r", "").replace("\n", " ")
 
 
 def markdown_code(text: str, limit: int = 300, *, table: bool = True) -> str:
     """Text as a Markdown code span on one line, at most ``limit`` characters (in a table
-    cell, pipes escaped too); empty text is no span at all."""
+    cell, pipes escaped too: GitHub splits cells before it reads code spans); empty text is no
+    span at all.
+
+    A code span shows its text literally (no entity or backslash is read inside it), so the
+    text is not escaped; its fence is one backtick longer than the longest run of backticks in
+    it, with a space inside each end when the text starts or ends with a backtick (CommonMark
+    strips one such space).
+    """
     text = escape_controls(text)
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     text = text.replace("\r", "").replace("\n", " ")
     if table:
         text = text.replace("|", "\\|")
-    fence = "``" if "`" in text else "`"
-    return f"{fence}{text}{fence}" if text else ""
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" or (text[0] == text[-1] == " " and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def markdown_lines(text: str, limit: int = 1000) -> list[str]:
+    """Text of several lines (validation's problems, one a line) as one code span per line,
+    each at most ``limit`` characters; blank lines dropped."""
+    return [markdown_code(line, limit, table=False) for line in text.splitlines() if line.strip()]
 
 
 def json_text(value: Any) -> str:
