@@ -1,0 +1,142 @@
+"""``runbook submit``: validate as ``run`` does, then start one Temporal workflow per run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from engine.errors import RunbookError
+from engine.model import EXIT_CODES, Runbook, Status
+from engine.temporal.client import Connection
+
+__all__ = ["submit"]
+
+
+def submit(file: str, *, var_pairs: Sequence[str] = (), vars_files: Sequence[str] = (),
+           batch_file: str | None = None, batch: str | None = None, wait: bool = False,
+           manifest_path: str | None = None, connection: Connection | None = None,
+           heartbeat_timeout: float | None = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    """Check ``file`` (and every row's variables) as ``run`` does, exit 2 on a problem with nothing
+    started; start a workflow per run; with ``wait``, wait for them and exit as ``run`` would.
+
+    Secrets and credentials are the workers' (they are checked where the steps run), so the
+    pre-flight of ``run`` is not made here.
+    """
+    from engine.manifest import new_run_id
+    from engine.session import checked_runbook
+    from engine.temporal import spec
+    from engine.temporal.runs import batch_of, read_rows, workflow_id
+    from engine.validation import load_checked
+    from engine.vars import cli_var_names
+
+    runbook, templates, given, git, _ = checked_runbook(file, var_pairs, vars_files, stderr)  # as run does
+    rows = read_rows(batch_file) if batch_file else [("1", {})]
+    checked: set[frozenset[str]] = set()
+    for _, row in rows:  # a row's variables are checked as --var values would be
+        names = frozenset(row)
+        if names and names not in checked:
+            checked.add(names)
+            load_checked(file, templates, provided_vars={**given, **row}, strict=True,
+                         cli_vars=cli_var_names(var_pairs) + tuple(sorted(names)))
+    with open(file, encoding="utf-8") as fh:
+        text = fh.read()
+    if batch is None:
+        batch = batch_of(runbook.sha256, rows, given) if batch_file else new_run_id()
+    connection = connection or Connection()
+    queue = connection.queue
+    kwargs = {} if heartbeat_timeout is None else {"heartbeat_timeout": heartbeat_timeout}
+    jobs = [(workflow_id(batch, key), spec.job(runbook, templates, text, vars={**runbook.vars, **given, **row},
+                                               task_queue=queue, git=git, batch=batch, key=key, **kwargs))
+            for key, row in rows]
+    return asyncio.run(_submit(runbook, jobs, wait, manifest_path, connection, stdout, stderr))
+
+
+async def _submit(runbook: Runbook, jobs: list[tuple[str, dict[str, Any]]], wait: bool, manifest_path: str | None,
+                  connection: Connection, stdout: TextIO, stderr: TextIO) -> int:
+    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from engine.temporal import WORKFLOW
+    from engine.temporal.client import connect
+
+    client = await connect(connection)
+    started, already = 0, 0
+
+    async def start(ident: str, job: dict[str, Any]) -> None:
+        nonlocal started, already
+        try:
+            await client.start_workflow(WORKFLOW, job, id=ident, task_queue=connection.queue,
+                                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                                        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                                        memo={"batch": job["batch"], "key": job["key"], "runbook": runbook.name})
+            started += 1
+        except WorkflowAlreadyStartedError:
+            already += 1
+
+    for first in range(0, len(jobs), 50):
+        await asyncio.gather(*(start(ident, job) for ident, job in jobs[first:first + 50]))
+    batch = jobs[0][1]["batch"]
+    if len(jobs) == 1:
+        ident = jobs[0][0]
+        stdout.write(f"submitted {ident}\n" if started else
+                     f"{ident} was already submitted: started nothing (its run goes on as it was)\n")
+    else:
+        note = f"; {already} already submitted, not started again" if already else ""
+        stdout.write(f"batch {batch}: started {started} of {len(jobs)} runs{note}\n")
+    stdout.write(f"  status:  runbook status {batch if len(jobs) > 1 else jobs[0][0]}\n")
+    stdout.flush()
+    if not wait:
+        return 0
+    return await _wait(client, runbook, [ident for ident, _ in jobs], manifest_path, stdout, stderr)
+
+
+async def _wait(client: Any, runbook: Runbook, idents: list[str], manifest_path: str | None,
+                stdout: TextIO, stderr: TextIO) -> int:
+    """Wait for each run; print its step lines as ``run`` does; write its manifest; the exit code."""
+    from engine.files import atomic_write
+    from engine.session import default_manifest_path
+
+    worst = 0
+    for ident in idents:
+        try:
+            manifest = await client.get_workflow_handle(ident).result()
+        except Exception as exc:  # the workflow failed, was terminated or cancelled
+            stderr.write(f"{ident}: the workflow did not finish: {exc}\n")
+            worst = max(worst, 3)
+            continue
+        path = manifest_path if manifest_path and len(idents) == 1 else default_manifest_path(manifest["run"]["id"])
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        atomic_write(path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+        print_run(runbook, manifest, path, stdout)
+        status = Status(manifest["run"]["status"])
+        code = EXIT_CODES[status]
+        if any((s.get("error") or {}).get("type") == "internal" for s in manifest["steps"]):
+            code = 3
+        worst = code if worst == 0 or code == 130 else worst
+    return worst
+
+
+def print_run(runbook: Runbook, manifest: dict[str, Any], path: str, stdout: TextIO) -> None:
+    """The step lines ``run`` prints, from a finished run's manifest."""
+    from engine.redaction import Redactor
+    from engine.report.console import ConsoleReporter
+    from engine.temporal.runs import result_of
+
+    console = ConsoleReporter(stdout, Redactor(), runbook, progress=False)
+    steps = {s.id: s for s in runbook.steps + runbook.finally_steps}
+    counts: dict[str, int] = {}
+    for record in manifest["steps"]:
+        step = steps.get(record["id"])
+        if step is None:
+            raise RunbookError(f"the manifest records step {record['id']!r}, which the runbook does not have")
+        for item in record.get("items") or []:
+            console.item_finished(result_of(step, item))
+        console.step_finished(result_of(step, record))
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    if manifest["run"].get("error"):
+        stdout.write(f"error: {manifest['run']['error']}\n")
+    console.run_finished(Status(manifest["run"]["status"]), counts, path)

@@ -1,0 +1,400 @@
+"""The activities of the runbook workflow: one step, one ``for_each`` item, the items, the outputs.
+
+Each runs inside a worker, whose environment holds the secrets. It loads the runbook from the
+text the workflow was started with (read from the workflow's history once per worker and
+runbook, then cached by sha256), prepares its providers with the pre-flight of a local run
+(cached per runbook and provider configuration, so connections and tokens are reused), and runs
+the :class:`~engine.executor.Executor` in a thread while it heartbeats. It returns the step's
+manifest record scrubbed by the redactor that knows every secret it rendered: nothing it hands
+to Temporal (its result, its heartbeats, its failures) holds a secret.
+
+An activity's second attempt means the first one's worker was lost (a step's failure is a
+result, never an exception): it runs only for a step whose ``retry.on`` names ``timeout``, and
+its attempts continue the lost one's, as the last heartbeat recorded them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+# httpx now, not on the first send: a rate limit spaces the first attempts, which the import
+# would otherwise bunch together (as engine.session does before step 1)
+import engine.providers._http  # noqa: F401
+from engine.errors import LocatedErrors
+from engine.executor import Executor
+from engine.manifest import item_record, scrubbed_line, step_record
+from engine.model import Attempt, ErrorType, Runbook, Status, Step, StepError, StepResult
+from engine.preflight import Prepared, preflight
+from engine.rate_limit import Gate
+from engine.redaction import Redactor
+from engine.templating import Templates, iter_templates
+from engine.temporal import ITEMS_ACTIVITY, OUTPUTS_ACTIVITY, PREPARE_ACTIVITY, STEP_ACTIVITY
+from engine.temporal.spec import rate_queue
+
+__all__ = ["Activities"]
+
+T = TypeVar("T")
+
+#: The share of a provider's ``rate_limit`` that its task queue's server-side limit is set to: the
+#: server's token bucket holds a second's worth, so in any second it may dispatch twice its rate
+#: (the bucket and its refill); half the limit keeps every second under it, whatever the number
+#: of workers (at half the throughput: see the README).
+RATE_SHARE = 0.5
+#: The share of it that one worker's own gate admits.
+GATE_SHARE = 0.96
+
+_LOST = "the worker was lost; the action may have run"
+
+
+class _Items(list[Any]):
+    """The one item an activity runs, seen as item ``index`` of ``count`` (no list of all of them)."""
+
+    def __init__(self, count: int, index: int, item: Any) -> None:
+        super().__init__()
+        self._count, self._index, self._item = count, index, item
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        if index != self._index:
+            raise IndexError(index)
+        return self._item
+
+
+class _Beat:
+    """What the activity last said it is doing, scrubbed; the heartbeat sends it."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.redactor = Redactor()  # the run's, once its providers are prepared
+        self.details: dict[str, Any] = {}
+        self._wake = wake
+
+    def sending(self, holder: StepResult) -> None:
+        """An attempt is about to be sent: say its request and the attempts so far."""
+        from engine.clock import now_rfc3339
+
+        self.details = self.redactor.scrub({
+            "started_at": holder.started_at, "request": holder.request, "request_sha256": holder.request_sha256,
+            "attempts": [a._asdict() for a in holder.attempts], "sending_at": now_rfc3339(),
+        })
+        self._wake()
+
+
+class _BeatingGate(Gate):
+    """A provider instance's gate that heartbeats before each attempt goes (its request rendered)."""
+
+    def __init__(self, inner: Gate, beat: _Beat, holder: StepResult) -> None:
+        super().__init__(clock=inner.clock)
+        self.inner, self.beat, self.holder = inner, beat, holder
+
+    def acquire(self) -> float:
+        waited = self.inner.acquire()
+        self.beat.sending(self.holder)
+        return waited
+
+    def pause(self, seconds: float) -> None:
+        self.inner.pause(seconds)
+
+
+class _Prepared:
+    """A runbook's providers, ready, and one gate per provider instance (shared by its activities)."""
+
+    def __init__(self, prepared: Prepared, runbook: Runbook) -> None:
+        self.prepared = prepared
+        # a little under the limit in this worker: the first request waits for its connection, and
+        # the second, close behind it, would put one more than the limit in the first second
+        self.gates = {name: Gate(spec.rate_limit[0], spec.rate_limit[1] / GATE_SHARE) if spec.rate_limit else Gate()
+                      for name, spec in runbook.providers.items()}
+
+
+class Activities:
+    """The activities, bound to the worker's client (to read a runbook's text from history)."""
+
+    def __init__(self, client: Client, threads: int = 100, *, environ: Mapping[str, str] | None = None,
+                 on_rate_queue: Callable[[str, float], None] | None = None) -> None:
+        self.client = client
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="runbook-activity")
+        self.environ = environ if environ is not None else os.environ
+        self._runbooks: OrderedDict[str, tuple[Runbook, Templates]] = OrderedDict()
+        self._prepared: OrderedDict[tuple[str, str], _Prepared] = OrderedDict()
+        self._lock = threading.Lock()
+        self.on_rate_queue = on_rate_queue
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for entry in self._prepared.values():
+                for provider in entry.prepared.providers.values():
+                    provider.close()
+            self._prepared.clear()
+
+    @property
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.step, self.items, self.outputs, self.prepare]
+
+    # -- the activities -------------------------------------------------------------------------
+
+    @activity.defn(name=STEP_ACTIVITY)
+    async def step(self, inp: dict[str, Any]) -> dict[str, Any]:
+        """One step, or one item of a ``for_each`` step (``index`` set): its scrubbed record."""
+        runbook, templates = await self._runbook(inp)
+        step = _find(runbook, inp["step"])
+        info = activity.info()
+        previous = info.heartbeat_details[0] if info.heartbeat_details else {}
+        if info.attempt > 1 and "timeout" not in step.retry.on:
+            # never sent twice unasked: the lost attempt may have sent it
+            return {"record": _record(_lost_result(step, previous, inp.get("index")), Redactor())}
+        return {"record": await self._threaded(lambda beat: self._run_step(runbook, templates, step, inp,
+                                                                           previous, info.attempt, beat))}
+
+    @activity.defn(name=PREPARE_ACTIVITY)
+    async def prepare(self, inp: dict[str, Any]) -> None:
+        """Load the runbook, so that this worker polls its rate-limited providers' task queues."""
+        await self._runbook(inp)
+
+    @activity.defn(name=ITEMS_ACTIVITY)
+    async def items(self, inp: dict[str, Any]) -> dict[str, Any]:
+        """The items of a ``for_each`` step: ``{count, items}`` (``items`` null when they hold a
+        secret: each item's activity renders them again), or the step's failed record."""
+        runbook, templates = await self._runbook(inp)
+        step = _find(runbook, inp["step"])
+
+        def run(beat: _Beat) -> dict[str, Any]:
+            entry = self._prepare(runbook, templates, inp["context"])
+            if isinstance(entry, StepResult):
+                return _record(_as_step(entry, step), Redactor(), items=True)
+            executor = self._executor(runbook, templates, entry, None, None)
+            items = executor.items(step, inp["context"])
+            redactor = entry.prepared.redactor
+            if isinstance(items, StepResult):
+                return _record(items, redactor, items=True)
+            scrubbed = redactor.scrub(items)
+            return {"count": len(items), "items": items if scrubbed == items else None}
+
+        return {"record": await self._threaded(run)}
+
+    @activity.defn(name=OUTPUTS_ACTIVITY)
+    async def outputs(self, inp: dict[str, Any]) -> dict[str, Any]:
+        """The runbook's outputs, rendered and scrubbed, and the error when they cannot be."""
+        runbook, templates = await self._runbook(inp)
+
+        def run(beat: _Beat) -> dict[str, Any]:
+            entry = self._prepare(runbook, templates, inp["context"])
+            if isinstance(entry, StepResult):
+                return {"outputs": {}, "error": entry.error.message if entry.error else None}
+            executor = self._executor(runbook, templates, entry, None, None)
+            outputs, error = executor.render_outputs(inp["context"], inp["run_failed"])
+            redactor = entry.prepared.redactor
+            return {"outputs": redactor.scrub(outputs), "error": redactor.text(error) if error else None}
+
+        return await self._threaded(run)
+
+    # -- parts ----------------------------------------------------------------------------------
+
+    def _run_step(self, runbook: Runbook, templates: Templates, step: Step, inp: dict[str, Any],
+                  previous: Mapping[str, Any], attempt: int, beat: _Beat) -> dict[str, Any]:
+        index = inp.get("index")
+        context = inp["context"]
+        entry = self._prepare(runbook, templates, context)
+        if isinstance(entry, StepResult):
+            failed = _as_step(entry, step)
+            failed.index = index
+            return _record(failed, Redactor())
+        redactor = beat.redactor = entry.prepared.redactor
+        holder = StepResult(step, Status.RUNNING)
+        earlier: list[Attempt] = []
+        run_step = step
+        if attempt > 1:  # the step's retry.on names timeout: its attempts go on from the lost one's
+            earlier = [Attempt(**a) for a in previous.get("attempts") or []]
+            earlier.append(Attempt(len(earlier) + 1, previous.get("sending_at") or previous.get("started_at") or "",
+                                   0, None, f"timeout: {_LOST}"))
+            run_step = step._replace(retry=step.retry._replace(attempts=max(1, step.retry.attempts - len(earlier))))
+        executor = self._executor(runbook, templates, entry, beat, holder)
+        deadline = executor.clock.monotonic() + inp["deadline_in"] if inp.get("deadline_in") is not None else None
+        if index is None:
+            executor.run_step(run_step, context, deadline=deadline, result=holder)  # the heartbeat reads holder
+            bug = executor.internal_error
+        else:
+            if inp.get("rerender"):
+                items = executor.items(step, context)
+                item = items[index] if isinstance(items, list) and index < len(items) else None
+            else:
+                item = inp["item"]
+            holder, bug = executor.run_item(run_step, context, _Items(inp["count"], index, item), index,
+                                            deadline=deadline, result=holder)
+        holder.step = step
+        if earlier:
+            holder.attempts = earlier + [a._replace(number=len(earlier) + i + 1)
+                                         for i, a in enumerate(holder.attempts)]
+        if bug is not None:
+            activity.logger.error("runbook step %s: internal error: %s", step.id, redactor.text(repr(bug)))
+        return _record(holder, redactor)
+
+    def _executor(self, runbook: Runbook, templates: Templates, entry: _Prepared, beat: _Beat | None,
+                  holder: StepResult | None) -> Executor:
+        gates: dict[str, Gate] = dict(entry.gates)
+        if beat is not None and holder is not None:
+            gates = {name: _BeatingGate(gate, beat, holder) for name, gate in gates.items()}
+        prepared = entry.prepared
+        return Executor(runbook, templates, environ=prepared.environ, providers=prepared.providers,
+                        redactor=prepared.redactor, targets=prepared.targets, gates=gates)
+
+    async def _threaded(self, work: Callable[[_Beat], T]) -> T:
+        """Run ``work`` on the activity threads while heartbeating what it says it is doing (at
+        once when it says it is sending, else every third of the heartbeat timeout)."""
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+        def wake() -> None:
+            loop.call_soon_threadsafe(woken.set)
+
+        beat = _Beat(wake)
+        future: asyncio.Future[T] = loop.run_in_executor(self.pool, contextvars.copy_context().run, work, beat)
+        info = activity.info()
+        interval = info.heartbeat_timeout.total_seconds() / 3 if info.heartbeat_timeout else None
+        if interval is None:
+            return await future
+        while True:  # the first heartbeat is the first news (Temporal sends later ones at most so often)
+            waiter: asyncio.Future[Any] = asyncio.ensure_future(woken.wait())
+            done, _ = await asyncio.wait([future, waiter], timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if future in done:
+                return future.result()
+            woken.clear()
+            activity.heartbeat(beat.details)
+
+    async def _runbook(self, inp: Mapping[str, Any]) -> tuple[Runbook, Templates]:
+        """The runbook of ``inp["sha256"]``: cached, else loaded from the text in the workflow's input."""
+        sha = inp["sha256"]
+        with self._lock:
+            cached = self._runbooks.get(sha)
+            if cached is not None:
+                self._runbooks.move_to_end(sha)
+                return cached
+        text = await self._text(sha)
+        loaded = _load(text, inp["path"], sha)
+        if self.on_rate_queue is not None:
+            runbook = loaded[0]
+            for name, spec in runbook.providers.items():
+                queue = rate_queue(inp["task_queue"], runbook, name)
+                if queue is not None and spec.rate_limit is not None:
+                    self.on_rate_queue(queue, RATE_SHARE * spec.rate_limit[0] / spec.rate_limit[1])
+        with self._lock:
+            self._runbooks[sha] = loaded
+            while len(self._runbooks) > 32:
+                self._runbooks.popitem(last=False)
+        return loaded
+
+    async def _text(self, sha: str) -> str:
+        info = activity.info()
+        if info.workflow_id is None:
+            raise ApplicationError("a runbook activity runs in a runbook workflow", non_retryable=True)
+        handle = self.client.get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+        async for event in handle.fetch_history_events(page_size=1):
+            attributes = event.workflow_execution_started_event_attributes
+            (job,) = await self.client.data_converter.decode(attributes.input.payloads)
+            if not isinstance(job, dict) or not isinstance(job.get("text"), str):
+                break
+            return str(job["text"])
+        raise ApplicationError(f"runbook {sha[:12]}: its text is not in the workflow's input", non_retryable=True)
+
+    def _prepare(self, runbook: Runbook, templates: Templates, context: Mapping[str, Any]) -> _Prepared | StepResult:
+        """The providers of a run, from a cache keyed by what their configurations render from."""
+        names: set[str] = set()
+        for spec in runbook.providers.values():
+            for _, source in iter_templates(spec.config):
+                names |= templates.compile(source).analysis.names
+        key = (runbook.sha256, json.dumps([context["vars"] if "vars" in names else None,
+                                           context["run"] if "run" in names else None],
+                                          sort_keys=True, default=str))
+        with self._lock:
+            entry = self._prepared.get(key)
+            if entry is not None:
+                self._prepared.move_to_end(key)
+                return entry
+            try:
+                prepared = preflight(runbook, templates, vars=context["vars"], environ=self.environ,
+                                     run_info=context["run"])
+            except LocatedErrors as exc:
+                failed = StepResult(runbook.steps[0], Status.FAILED)
+                failed.error = StepError(ErrorType.CONFIGURATION, "this worker cannot run the runbook: "
+                                         + "; ".join(str(p) for p in exc.problems))
+                return failed
+            entry = self._prepared[key] = _Prepared(prepared, runbook)
+            while len(self._prepared) > 64:
+                _, old = self._prepared.popitem(last=False)
+                for provider in old.prepared.providers.values():
+                    provider.close()
+            return entry
+
+
+def _find(runbook: Runbook, step_id: str) -> Step:
+    for step in runbook.steps + runbook.finally_steps:
+        if step.id == step_id:
+            return step
+    raise ApplicationError(f"runbook {runbook.name!r} has no step {step_id!r}", non_retryable=True)
+
+
+def _load(text: str, path: str, sha: str) -> tuple[Runbook, Templates]:
+    """Load and check a runbook from its text (``submit`` checked it; this checks it was not changed)."""
+    from engine.loader import load_text
+    from engine.validation import check
+    from engine.validation.build import built
+
+    templates = Templates()
+    try:
+        doc = load_text(text, path)
+        errors = [p for p in check(doc, templates, lint=False) if p.severity == "error"]
+    except LocatedErrors as exc:
+        errors = list(exc.problems)
+    if errors:
+        raise ApplicationError("; ".join(str(p) for p in errors), non_retryable=True)
+    runbook = built(doc, path)
+    if runbook.sha256 != sha:
+        raise ApplicationError(f"runbook {path}: sha256 {runbook.sha256[:12]}, expected {sha[:12]}",
+                               non_retryable=True)
+    return runbook, templates
+
+
+def _as_step(result: StepResult, step: Step) -> StepResult:
+    """``result`` (of the run, e.g. its pre-flight) as the result of ``step``."""
+    result.step = step
+    return result
+
+
+def _lost_result(step: Step, previous: Mapping[str, Any], index: int | None) -> StepResult:
+    """A step that a lost worker was sending: ``interrupted``, not sent again."""
+    from engine.clock import now_rfc3339
+
+    now = now_rfc3339()
+    result = StepResult(step, Status.INTERRUPTED, started_at=previous.get("started_at") or now,
+                        request=previous.get("request"))
+    result.index = index
+    result.request_sha256 = previous.get("request_sha256")
+    result.attempts = [Attempt(**a) for a in previous.get("attempts") or []]
+    result.attempts.append(Attempt(len(result.attempts) + 1, previous.get("sending_at") or now, 0, None,
+                                   f"interrupted: {_LOST}"))
+    result.error = StepError(ErrorType.INTERRUPTED, _LOST)
+    result.finished_at = now
+    return result
+
+
+def _record(result: StepResult, redactor: Redactor, *, items: bool = False) -> dict[str, Any]:
+    """The manifest record of a step or item, scrubbed (``items``: of a fan-out that sent none)."""
+    record = item_record(result) if result.index is not None else step_record(result)
+    if items:
+        record["items"] = []
+    scrubbed, _ = scrubbed_line(record, redactor)
+    return scrubbed

@@ -1,0 +1,395 @@
+"""Scale-out on Temporal (SPEC §10) against a real dev server and real worker processes.
+
+Each test module's workers poll a task queue of their own; the emulator (in this process) is
+the provider every worker sends to, and its request log is what tells what was sent, and how
+often.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, TemporalServer, act_bodies, base_env, check_manifest, run_cli
+
+pytestmark = pytest.mark.temporal
+
+SECRET = "s3cr3t-Token-0123456789"
+
+
+class Workers:
+    """Worker processes of one task queue, started and stopped by the tests."""
+
+    def __init__(self, server: TemporalServer, env: dict[str, str], queue: str, logs: Path) -> None:
+        self.server, self.queue, self.logs = server, queue, logs
+        self.env = {**env, "TEMPORAL_ADDRESS": server.address, "RUNBOOK_TASK_QUEUE": queue}
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, **extra: str) -> subprocess.Popen[str]:
+        log = open(self.logs / f"worker-{len(self.procs)}.log", "w")  # noqa: SIM115 - kept open by the child
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "worker"], cwd=ROOT, env={**self.env, **extra},
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        self.procs.append(proc)
+        deadline = time.monotonic() + 30
+        path = Path(log.name)
+        while "polling task queue" not in path.read_text():
+            assert proc.poll() is None, path.read_text()
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.05)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    def cli(self, args: list[str], cwd: Path, timeout: float = 120, **extra: str) -> Any:
+        return run_cli(args, cwd=cwd, env={**self.env, **extra}, timeout=timeout, manifest=False)
+
+
+@pytest.fixture(scope="module")
+def emu_env(emu: Any) -> dict[str, str]:
+    return base_env(MEMBRANE_BASE_URL=emu.url, MEMBRANE_TOKEN="emulator-token")
+
+
+@pytest.fixture
+def workers(temporal_server: TemporalServer, emu_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(temporal_server, emu_env, f"test-{uuid.uuid4().hex[:8]}", tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.stop()
+
+
+def _comparable(manifest: dict[str, Any]) -> Any:
+    """A manifest without what differs between two runs of the same runbook: ids and times."""
+    dropped = {"started_at", "finished_at", "duration_ms", "run_id"}
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items() if k not in dropped}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    out = walk(manifest)
+    out["run"] = {k: v for k, v in manifest["run"].items() if k not in dropped | {"id", "executor"}}
+    for step in out["steps"]:  # the emulator's ids are made from a counter
+        for record in [step, *step.get("items", [])]:
+            if isinstance(record.get("output"), dict):
+                record["output"].pop("id", None)
+    return out
+
+
+SAME = """
+version: 1
+name: same
+vars: {email: jane@example.com, users: [ann, bob, cy]}
+providers:
+  crm: {type: membrane}
+defaults:
+  timeout: 10s
+steps:
+  - id: contact
+    provider: crm
+    dispatch: {key: create-contact}
+    input: {email: "{{ vars.email }}"}
+    assert: ["{{ steps.contact.output.email == vars.email }}"]
+  - id: notify
+    provider: crm
+    dispatch: {key: notify}
+    input: {text: "contact {{ steps.contact.output.email }}"}
+  - id: broken
+    provider: crm
+    dispatch: {key: fail-500}
+    continue_on_error: true
+  - id: invite
+    provider: crm
+    for_each: "{{ vars.users }}"
+    as: user
+    concurrency: 2
+    dispatch: {key: invite}
+    input: {who: "{{ user }}", n: "{{ loop.index }}", after: "{{ steps.notify.status }}"}
+  - id: skipped
+    provider: crm
+    dispatch: {key: never}
+    when: "{{ vars.email == 'nobody' }}"
+finally:
+  - id: report
+    provider: crm
+    dispatch: {key: report}
+    input: {status: "{{ run.status }}", invited: "{{ steps.invite.output | length }}"}
+outputs:
+  email: "{{ steps.contact.output.email }}"
+  invited: "{{ steps.invite.output | map(attribute='who') | list }}"
+"""
+
+
+def test_submit_wait_gives_the_manifest_of_a_local_run(workers: Workers, tmp_path: Path, emu: Any) -> None:
+    (tmp_path / "same.yml").write_text(SAME)
+    workers.start()
+    local = run_cli(["run", "same.yml", "--manifest", "local.json"], cwd=tmp_path, env=workers.env)
+    assert local.code == 1, local.stderr
+    submitted = workers.cli(["submit", "same.yml", "--wait", "--manifest", "temporal.json"], tmp_path)
+    assert submitted.code == 1, submitted.stdout + submitted.stderr
+    # the same step lines as `run`, apart from durations and run ids
+    lines = [line.split()[:2] for line in submitted.stdout.splitlines() if line[:4] in ("ok  ", "FAIL", "skip")]
+    assert lines == [line.split()[:2] for line in local.stdout.splitlines() if line[:4] in ("ok  ", "FAIL", "skip")]
+    on_temporal = check_manifest(json.loads((tmp_path / "temporal.json").read_text()))
+    here = check_manifest(json.loads((tmp_path / "local.json").read_text()))
+    assert _comparable(on_temporal) == _comparable(here)
+    executor = on_temporal["run"]["executor"]
+    assert executor["type"] == "temporal" and executor["workflow_id"].startswith("runbook/")
+    assert on_temporal["outputs"] == {"email": "jane@example.com", "invited": ["ann", "bob", "cy"]}
+
+    results = workers.cli(["results", executor["workflow_id"], "--out", "out"], tmp_path)
+    assert results.code == 1, results.stdout + results.stderr  # the run failed (continue_on_error)
+    (written,) = (tmp_path / "out").iterdir()
+    assert check_manifest(json.loads(written.read_text())) == on_temporal
+
+
+SECRETS = """
+version: 1
+name: secrets
+providers:
+  api:
+    type: http
+    base_url: "{{ env.ECHO_URL }}"
+    headers:
+      Authorization: "Bearer {{ secrets.API_TOKEN }}"
+      X-Upper: "{{ secrets.API_TOKEN | upper }}"
+  crm: {type: membrane, token: "{{ secrets.API_TOKEN }}"}
+steps:
+  - id: call
+    provider: api
+    dispatch: {api: {method: POST, path: /things, body: {token: "{{ secrets.API_TOKEN }}"}}}
+  - id: act
+    provider: crm
+    dispatch: {key: echo}
+    input:
+      plain: "{{ secrets.API_TOKEN }}"
+      b64: "{{ secrets.API_TOKEN | b64encode }}"
+      reversed: "{{ secrets.API_TOKEN | reverse }}"
+      mixed: "id {{ steps.call.status }} {{ secrets.API_TOKEN[:12] }}"
+  - id: fan
+    provider: crm
+    for_each: "{{ [secrets.API_TOKEN, 'x'] }}"
+    dispatch: {key: echo-item}
+    input: {value: "{{ item }}"}
+outputs:
+  leaked: "{{ steps.act.output.plain }}"
+"""
+
+
+def test_no_secret_enters_temporal_history(workers: Workers, tmp_path: Path, emu: Any) -> None:
+    (tmp_path / "secrets.yml").write_text(SECRETS)
+    workers.start(API_TOKEN=SECRET, ECHO_URL=f"{emu.url}/http")
+    emu.reset()
+    submitted = workers.cli(["submit", "secrets.yml", "--wait", "--manifest", "m.json"], tmp_path,
+                            ECHO_URL=f"{emu.url}/http")
+    assert submitted.code == 0, submitted.stdout + submitted.stderr
+    # the secret did reach the service, rendered in the worker
+    sent = json.dumps(emu.requests)
+    assert SECRET in sent and SECRET.upper() in sent
+    manifest = json.loads((tmp_path / "m.json").read_text())
+    ident = manifest["run"]["executor"]["workflow_id"]
+    history = subprocess.run(
+        [str(Path(sys.executable).parent / "temporal"), "workflow", "show", "--workflow-id", ident,
+         "--address", workers.server.address, "--output", "json"],
+        capture_output=True, text=True, check=True).stdout
+    assert len(history) > 1000 and '"activityTaskCompletedEventAttributes"' in history
+    # payloads are base64 JSON in the history: decode every one and look for every form
+    texts = [history]
+    for blob in _payload_data(json.loads(history)):
+        texts.append(base64.b64decode(blob).decode("utf-8", "replace"))
+    every = "\n".join(texts)
+    raw = SECRET.encode()
+    for form in (SECRET, SECRET.upper(), SECRET[::-1], SECRET[:12], base64.b64encode(raw).decode().rstrip("="),
+                 base64.urlsafe_b64encode(raw).decode().rstrip("=")):
+        assert form not in every, form
+    assert "***" in every
+    assert manifest["outputs"] == {"leaked": "***"}
+
+
+def _payload_data(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        if isinstance(value.get("data"), str) and "metadata" in value:
+            yield value["data"]
+        for v in value.values():
+            yield from _payload_data(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _payload_data(v)
+
+
+KILL = """
+version: 1
+name: kill
+providers:
+  crm: {type: membrane}
+steps:
+  - id: first
+    provider: crm
+    dispatch: {key: first}
+  - id: slow
+    provider: crm
+    dispatch: {key: slow}
+    timeout: 30s
+    RETRY
+  - id: last
+    provider: crm
+    dispatch: {key: last}
+finally:
+  - id: report
+    provider: crm
+    dispatch: {key: report}
+    input: {status: "{{ run.status }}"}
+"""
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _keys(emu: Any) -> list[str]:
+    return [body.get("key") for body in act_bodies(emu)]
+
+
+@pytest.mark.parametrize("retry", ["", "retry: {attempts: 2, on: [timeout]}"], ids=["not-resent", "resent"])
+def test_kill_a_worker_mid_step(workers: Workers, tmp_path: Path, emu: Any, retry: str) -> None:
+    (tmp_path / "kill.yml").write_text(KILL.replace("RETRY", retry))
+    emu.reset()
+    emu.add_fault({"action": "slow"}, delay=20, times=1)  # the first `slow` hangs; a second would not
+    doomed = workers.start()
+    submit = subprocess.Popen([sys.executable, "-m", "engine", "submit", "kill.yml", "--wait",
+                               "--manifest", "m.json", "--heartbeat-timeout", "1"],
+                              cwd=tmp_path, env=workers.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    _wait_for(lambda: "slow" in _keys(emu), "the slow step to be sent")
+    status = workers.cli(["status", _submitted_id(submit)], tmp_path)
+    assert "step 2 of 4" in status.stdout and "current: slow" in status.stdout, status.stdout + status.stderr
+    workers.start()  # the survivor
+    doomed.kill()  # kill -9, mid-request
+    doomed.wait()
+    out, err = submit.communicate(timeout=90)
+    manifest = check_manifest(json.loads((tmp_path / "m.json").read_text()))
+    statuses = {s["id"]: s["status"] for s in manifest["steps"]}
+    slow = manifest["steps"][1]
+    if not retry:
+        assert submit.returncode == 130, out + err
+        assert statuses == {"first": "succeeded", "slow": "interrupted",
+                            "last": "not_run", "report": "succeeded"}
+        assert slow["error"]["message"] == "the worker was lost; the action may have run"
+        assert slow["request"] == {"key": "slow"}  # what the lost worker said it was sending
+        assert _keys(emu) == ["first", "slow", "report"]  # nothing sent twice, nothing after
+        assert manifest["steps"][3]["request"]["input"] == {"status": "failed"}
+    else:
+        assert submit.returncode == 0, out + err
+        assert set(statuses.values()) == {"succeeded"}
+        assert [a["error"] for a in slow["attempts"]] == ["timeout: the worker was lost; the action may have run",
+                                                        None]
+        assert _keys(emu) == ["first", "slow", "slow", "last", "report"]  # asked for: sent again once
+
+
+def _submitted_id(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("submitted "), line
+    return line.split()[1]
+
+
+def test_a_batch_submitted_twice_starts_nothing_twice(workers: Workers, tmp_path: Path, emu: Any) -> None:
+    (tmp_path / "same.yml").write_text(SAME)
+    rows = [{"_key": f"row-{i}", "email": f"user{i}@example.com"} for i in range(3)] + [{"email": "x@example.com"}]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    workers.start()
+    workers.start()
+    emu.reset()
+    first = workers.cli(["submit", "same.yml", "--batch-file", "rows.jsonl", "--wait"], tmp_path)
+    assert first.code == 1, first.stdout + first.stderr  # each run has a continue_on_error failure
+    assert "started 4 of 4 runs" in first.stdout
+    batch = first.stdout.split()[1].rstrip(":")
+    again = workers.cli(["submit", "same.yml", "--batch-file", "rows.jsonl"], tmp_path)
+    assert again.code == 0 and "started 0 of 4 runs; 4 already submitted, not started again" in again.stdout
+    assert _keys(emu).count("create-contact") == 4
+    _wait_for(lambda: "4 runs: 4 failed" in workers.cli(["status", batch], tmp_path).stdout, "the batch's status")
+    results = workers.cli(["results", batch, "--out", "out"], tmp_path)
+    assert "wrote 4 manifests" in results.stdout
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["4.json", "row-0.json", "row-1.json", "row-2.json"]
+    emails = {check_manifest(json.loads((tmp_path / "out" / n).read_text()))["vars"]["email"] for n in names}
+    assert emails == {"user0@example.com", "user1@example.com", "user2@example.com", "x@example.com"}
+
+
+def test_submit_refuses_what_run_refuses(workers: Workers, tmp_path: Path) -> None:
+    (tmp_path / "same.yml").write_text(SAME)
+    (tmp_path / "rows.jsonl").write_text('{"emial": "typo"}\n')
+    bad_var = workers.cli(["submit", "same.yml", "--var", "emial=x"], tmp_path)
+    assert bad_var.code == 2 and "emial" in bad_var.stderr
+    bad_row = workers.cli(["submit", "same.yml", "--batch-file", "rows.jsonl"], tmp_path)
+    assert bad_row.code == 2 and "emial" in bad_row.stderr, bad_row.stderr
+
+
+def test_a_worker_stops_on_sigterm(workers: Workers) -> None:
+    proc = workers.start()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+
+
+def test_help_does_not_import_temporalio() -> None:
+    code = "import sys; from engine.cli import main; main(['--help']); assert 'temporalio' not in sys.modules"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+
+
+RATE = """
+version: 1
+name: rate
+vars: {n: 1000}
+providers:
+  crm: {type: membrane, rate_limit: {requests: 50, per: 1s}}
+steps:
+  - id: calls
+    provider: crm
+    for_each: "{{ range(vars.n) | list }}"
+    concurrency: 100
+    dispatch: {key: limited}
+    input: {n: "{{ item }}"}
+"""
+
+
+def test_a_rate_limit_holds_across_workers(workers: Workers, tmp_path: Path, emu: Any) -> None:
+    (tmp_path / "rate.yml").write_text(RATE)
+    workers.start()
+    workers.start()
+    emu.reset()
+    submitted = workers.cli(["submit", "rate.yml", "--wait", "--manifest", "m.json"], tmp_path, timeout=120)
+    assert submitted.code == 0, submitted.stdout + submitted.stderr
+    times = sorted(r["received_at"] for r in emu.requests if r["path"] == "/act")
+    assert len(times) == 1000
+    assert times[-1] - times[0] >= 19.0, times[-1] - times[0]
+    windows = [sum(1 for t in times[i:i + 60] if t - start < 1.0) for i, start in enumerate(times)]
+    assert max(windows) <= 50, max(windows)
+    print(f"1000 calls at 50/s over two workers: {times[-1] - times[0]:.1f} s, at most {max(windows)} in a second")
