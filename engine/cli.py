@@ -12,8 +12,12 @@ import gc
 import signal
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from engine.temporal.client import Connection
 
 from engine import __version__
 
@@ -21,6 +25,18 @@ __all__ = ["cli", "main"]
 
 _VAR_HELP = "Set a variable: KEY=VALUE, VALUE read as YAML (n=3 is a number). Repeatable."
 _VARS_FILE_HELP = "A YAML mapping of variables. Repeatable: a later file wins key by key."
+
+
+def _github_options(command: Callable[..., int]) -> Callable[..., int]:
+    """``--annotations/--no-annotations`` and ``--step-summary/--no-step-summary``: on by default
+    under GitHub Actions (GITHUB_ACTIONS=true), off elsewhere."""
+    command = click.option(
+        "--step-summary/--no-step-summary", "step_summary", default=None,
+        help="Append a Markdown summary to $GITHUB_STEP_SUMMARY (default: when GitHub Actions set it).")(command)
+    return click.option(
+        "--annotations/--no-annotations", "annotations", default=None,
+        help="Print GitHub ::error/::warning annotations for problems and failures "
+             "(default: under GitHub Actions).")(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,17 +61,33 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Reuse the steps MANIFEST records as succeeded with the same request; run the rest.")
 @click.option("--junit", type=click.Path(dir_okay=False), metavar="PATH",
               help="Also write a JUnit XML report (one testcase per step) to PATH.")
+@click.option("--junit-file-line", is_flag=True,
+              help="Also put file= and line= on each JUnit testcase (for readers that look only there; "
+                   "Jenkins xunit's junit-10.xsd refuses them).")
 @click.option("--summary", type=click.Path(dir_okay=False), metavar="PATH",
-              help="Append a Markdown summary to PATH (e.g. \"$GITHUB_STEP_SUMMARY\").")
+              help="Append a Markdown summary to PATH.")
+@click.option("--html", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Also write a self-contained HTML report of the run to PATH.")
+@click.option("--remote-check/--no-remote-check", default=False,
+              help="Check each step's input against its action's own schema (fetched from the service, "
+                   "cached under .runbook/cache/) before sending.")
+@click.option("--refresh", is_flag=True, help="Fetch the actions' schemas again instead of using the cache.")
+@_github_options
 def run(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...],
-        manifest_path: str | None, emulate: bool, json_output: bool, resume: str | None,
-        **report_paths: str | None) -> int:
+        manifest_path: str | None, emulate: bool, json_output: bool, resume: str | None, junit_file_line: bool,
+        remote_check: bool, refresh: bool,
+        annotations: bool | None, step_summary: bool | None, **report_paths: str | None) -> int:
     """Validate FILE, then run its steps in order and write a results manifest."""
-    # report_paths: each option named after a report of engine.report.REPORTS (--junit, --summary)
+    # report_paths: each option named after a report of engine.report.REPORTS (--junit, --summary, --html)
+    from engine import remote_check as remote
     from engine.commands.run import run as run_command
     from engine.report import ReportOptions
 
-    reports = ReportOptions("json" if json_output else "text", report_paths)
+    remote.configure(enabled=remote_check, refresh=refresh)
+
+    reports = ReportOptions.for_github("json" if json_output else "text", report_paths,
+                                       settings={"junit": {"file_line": junit_file_line}},
+                                       annotations=annotations, step_summary=step_summary)
     loaded = _pause_gc()
     with reports.on_refusal(file):  # exit 2 still leaves the reports
         return run_command(file, var_pairs=var_pairs, vars_files=vars_files, manifest_path=manifest_path,
@@ -74,8 +106,10 @@ def run(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...],
 @click.option("--runbooks-only", is_flag=True,
               help="Skip named files that are not runbooks too (no steps: and no runbook $schema "
                    "modeline), and succeed when none is left: for a pre-commit hook.")
+@_github_options
 def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], vars_files: tuple[str, ...], fmt: str,
-             excludes: tuple[str, ...], runbooks_only: bool) -> int:
+             excludes: tuple[str, ...], runbooks_only: bool, annotations: bool | None,
+             step_summary: bool | None) -> int:
     """Check FILES (files, globs or directories) without sending anything.
 
     YAML files found under a directory or by a glob that are not runbooks are skipped.
@@ -84,7 +118,8 @@ def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], vars_files: tup
     from engine.report import ReportOptions
 
     _pause_gc()  # for the whole command: it loads, checks and prints
-    return validate_command(files, var_pairs=var_pairs, vars_files=vars_files, reports=ReportOptions(fmt),
+    reports = ReportOptions.for_github(fmt, annotations=annotations, step_summary=step_summary)
+    return validate_command(files, var_pairs=var_pairs, vars_files=vars_files, reports=reports,
                             excludes=excludes, runbooks_only=runbooks_only, stdout=sys.stdout, stderr=sys.stderr)
 
 
@@ -150,7 +185,7 @@ def emulate(host: str, port: int, allow_remote: bool) -> int:
 
     def ready(url: str) -> None:
         click.echo(f"runbook emulator listening on {url}  (Ctrl-C to stop)")
-        click.echo(f"  export MEMBRANE_BASE_URL={url} MEMBRANE_TOKEN=emulator-token")
+        click.echo(f"  export MEMBRANE_BASE_URL={url} MEMBRANE_TOKEN=pat-emulator-token")
         click.echo(f"  export PIPEDREAM_BASE_URL={url} PIPEDREAM_ACCESS_TOKEN=emulator-token "
                    "PIPEDREAM_PROJECT_ID=proj_emulator PIPEDREAM_PROJECT_ENVIRONMENT=development")
 
@@ -196,6 +231,152 @@ def replay(manifest: str, step_ids: tuple[str, ...], item_indexes: tuple[int, ..
     return replay_command(manifest, step_ids=step_ids, item_indexes=item_indexes, from_run_log=from_run_log,
                           out_path=out_path, emulate=emulate,
                           reports=ReportOptions("json" if json_output else "text"))
+
+
+def _temporal_options(command: Callable[..., int]) -> Callable[..., int]:
+    """The connection flags of the Temporal commands (each also read from Temporal's own
+    environment variables and config profile: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, ...)."""
+    for option in reversed([
+        click.option("--address", metavar="HOST:PORT", help="The Temporal frontend (else TEMPORAL_ADDRESS, "
+                     "else localhost:7233)."),
+        click.option("--namespace", help="The namespace (else TEMPORAL_NAMESPACE, else default)."),
+        click.option("--task-queue", metavar="QUEUE", help="The task queue (else RUNBOOK_TASK_QUEUE, else runbook)."),
+        click.option("--api-key", help="An API key, e.g. Temporal Cloud's (else TEMPORAL_API_KEY); turns TLS on."),
+        click.option("--tls/--no-tls", "tls", default=None, help="Use TLS (else TEMPORAL_TLS)."),
+        click.option("--tls-cert", type=click.Path(dir_okay=False), help="Client certificate for mTLS."),
+        click.option("--tls-key", type=click.Path(dir_okay=False), help="Client private key for mTLS."),
+        click.option("--tls-ca", type=click.Path(dir_okay=False), help="CA certificate of the server."),
+        click.option("--tls-server-name", help="The server name TLS checks."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _connection(options: dict[str, Any]) -> Connection:
+    """The Temporal connection the options of :func:`_temporal_options` name (taken out of them)."""
+    from engine.temporal.client import Connection
+
+    names = ("address", "namespace", "task_queue", "api_key", "tls", "tls_cert", "tls_key", "tls_ca",
+             "tls_server_name")
+    return Connection(**{name: options.pop(name) for name in names})
+
+
+def _exit_now(code: int) -> int:
+    """Exit a Temporal command at once: the SDK's native core can crash (SIGSEGV) while the
+    interpreter tears down after it, which would turn a finished command's exit code into -11."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _needs_temporal() -> None:
+    import importlib.util
+
+    from engine.errors import RunbookError
+
+    if importlib.util.find_spec("temporalio") is None:
+        raise RunbookError("this command needs Temporal's SDK: pip install 'runbook[temporal]'")
+
+
+@cli.command()
+@_temporal_options
+@click.option("--max-activities", default=100, show_default=True, type=click.IntRange(1, 4096),
+              help="How many steps and items this worker runs at once.")
+def worker(max_activities: int, **options: Any) -> int:
+    """Run a Temporal worker of runbook workflows and steps until SIGTERM (§10). Start many."""
+    _needs_temporal()
+    from engine.commands.worker import worker as worker_command
+
+    return _exit_now(worker_command(_connection(options), max_activities=max_activities))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help=_VAR_HELP)
+@click.option("--vars-file", "vars_files", multiple=True, type=click.Path(dir_okay=False), help=_VARS_FILE_HELP)
+@click.option("--batch-file", type=click.Path(dir_okay=False), metavar="ROWS.jsonl",
+              help="One run per row: JSON lines, each a mapping of variables; \"_key\" names the row.")
+@click.option("--batch", metavar="ID", help="The batch id (default: from the runbook and the rows, so "
+              "submitting the same batch again starts nothing twice).")
+@click.option("--wait", is_flag=True, help="Wait for the runs; print their steps and exit as `run` does.")
+@click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False),
+              help="With --wait and one run: where to write its manifest.")
+@click.option("--heartbeat-timeout", type=click.FloatRange(min=0.5), metavar="SECONDS",
+              help="How soon a silent worker is taken for lost (default 10).")
+@_temporal_options
+def submit(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...], batch_file: str | None,
+           batch: str | None, wait: bool, manifest_path: str | None, heartbeat_timeout: float | None,
+           **options: Any) -> int:
+    """Validate FILE as `run` does, then run it on Temporal: one workflow per run (or per row)."""
+    _needs_temporal()
+    from engine.commands.submit import submit as submit_command
+
+    return _exit_now(submit_command(file, var_pairs=var_pairs, vars_files=vars_files, batch_file=batch_file,
+                          batch=batch, wait=wait, manifest_path=manifest_path, heartbeat_timeout=heartbeat_timeout,
+                          connection=_connection(options)))
+
+
+@cli.command()
+@click.argument("ident", metavar="BATCH_OR_RUN_ID")
+@click.option("--json", "json_output", is_flag=True, help="Print the status as JSON.")
+@_temporal_options
+def status(ident: str, json_output: bool, **options: Any) -> int:
+    """Show a run's progress (step k of N, the step in flight, items) or a batch's runs per status."""
+    _needs_temporal()
+    from engine.commands.status import status as status_command
+
+    return _exit_now(status_command(ident, connection=_connection(options), json_output=json_output))
+
+
+@cli.command()
+@click.argument("ident", metavar="BATCH_OR_RUN_ID")
+@click.option("--out", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Where to write one manifest per run (<row key>.json).")
+@_temporal_options
+def results(ident: str, out: str, **options: Any) -> int:
+    """Write the manifest of each run of a batch (or of one run) to DIR."""
+    _needs_temporal()
+    from engine.commands.results import results as results_command
+
+    return _exit_now(results_command(ident, out, connection=_connection(options)))
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--html", type=click.Path(dir_okay=False), metavar="PATH", help="Write the HTML report to PATH.")
+@click.option("--junit", type=click.Path(dir_okay=False), metavar="PATH", help="Write the JUnit XML report to PATH.")
+@click.option("--junit-file-line", is_flag=True, help="Also put file= and line= on each JUnit testcase.")
+@click.option("--summary", type=click.Path(dir_okay=False), metavar="PATH", help="Append the Markdown summary to PATH.")
+def report(manifest: str, junit_file_line: bool, **report_paths: str | None) -> int:
+    """Write the reports of a past run from its MANIFEST (a path, a run id, or latest)."""
+    from engine.commands.report import report as report_command
+
+    return report_command(manifest, report_paths, settings={"junit": {"file_line": junit_file_line}},
+                          stdout=sys.stdout, stderr=sys.stderr)
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many runs to list.")
+@click.option("--dir", "runs_dir", type=click.Path(file_okay=False), default=None,
+              help="The folder of manifests (default .runbook/runs).")
+def runs(limit: int, runs_dir: str | None) -> int:
+    """List the past runs under .runbook/runs, newest first."""
+    from engine.commands.runs import runs as runs_command
+
+    return runs_command(limit=limit, runs_dir=runs_dir, stdout=sys.stdout)
+
+
+@cli.command()
+@click.argument("run_id", default="latest", metavar="[RUN_ID|latest]")
+@click.option("--dir", "runs_dir", type=click.Path(file_okay=False), default=None,
+              help="The folder of manifests (default .runbook/runs).")
+def show(run_id: str, runs_dir: str | None) -> int:
+    """Print a past run as `run` printed it (RUN_ID, a prefix of one, a manifest path, or latest)."""
+    from engine.commands.show import show as show_command
+
+    return show_command(run_id, runs_dir=runs_dir, stdout=sys.stdout)
 
 
 def _report_internal(exc: BaseException, debug: bool, redact: Callable[[str], str] = str) -> None:

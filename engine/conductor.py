@@ -52,6 +52,7 @@ class Conductor:
             for record in (previous or {}).get("steps", [])
             if (record.get("status") == "succeeded" and record.get("request_sha256"))
             or record.get("items")  # a fan-out: its items are reused one by one (see FanOut)
+            or record.get("children")  # a call: its steps are reused one by one
         }
         self._reused_run = (previous or {}).get("run", {}).get("id")
 
@@ -172,8 +173,9 @@ class FanOut:
         reused_run = (previous or {}).get("reused_from")  # the run whose records these are
         for record in (previous or {}).get("items") or []:
             index = record.get("index")
-            if (isinstance(index, int) and 0 <= index < count and record.get("status") == "succeeded"
-                    and record.get("request_sha256")):
+            if isinstance(index, int) and 0 <= index < count and (
+                    (record.get("status") == "succeeded" and record.get("request_sha256"))
+                    or record.get("children")):  # an item that called a runbook: its steps reused
                 self._previous[index] = {**record, "reused_from": record.get("reused_from") or reused_run}
 
     def ready(self) -> list[int]:

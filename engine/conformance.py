@@ -27,7 +27,7 @@ Check = Callable[[Any], bool]
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "$defs", "title", "description",
                           "examples", "default", "format", "deprecated", "readOnly", "writeOnly",
                           "x-messages"})
-_KEYWORDS = frozenset({"type", "enum", "const", "allOf", "anyOf", "oneOf", "not",
+_KEYWORDS = frozenset({"type", "enum", "const", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
                        "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
                        "exclusiveMaximum", "items", "minItems", "maxItems", "properties",
                        "additionalProperties", "required", "propertyNames", "minProperties", "maxProperties"})
@@ -212,7 +212,7 @@ def _unless_always(check: Check) -> Check | None:
 
 
 def _combinators(schema: dict[str, Any]) -> list[Check]:
-    """The checks of ``allOf``, ``anyOf``, ``oneOf`` and ``not``."""
+    """The checks of ``allOf``, ``anyOf``, ``oneOf``, ``not`` and ``if``/``then``/``else``."""
     checks: list[Check] = []
     if "allOf" in schema:
         checks.append(_all([_compile(sub) for sub in schema["allOf"]]))
@@ -242,6 +242,10 @@ def _combinators(schema: dict[str, Any]) -> list[Check]:
     if "not" in schema:
         negated = _compile(schema["not"])
         checks.append(lambda value: not negated(value))
+    if "if" in schema:  # without an if, then and else say nothing
+        condition = _compile(schema["if"])
+        then, otherwise = _compile(schema.get("then", True)), _compile(schema.get("else", True))
+        checks.append(lambda value: then(value) if condition(value) else otherwise(value))
     return checks
 
 

@@ -26,7 +26,7 @@ from engine.rate_limit import Gate
 from engine.redaction import Redactor
 from engine.templating import TemplateError, Templates, contains_template, render_value, truthy
 
-__all__ = ["Executor", "retry_delay", "should_retry"]
+__all__ = ["Executor", "item_context", "retry_delay", "should_retry"]
 
 
 def should_retry(error: ProviderError, policy: RetryPolicy) -> bool:
@@ -57,6 +57,14 @@ def retry_delay(policy: RetryPolicy, attempt: int, retry_after: float | None,
     if retry_after is not None:
         delay = max(delay, min(retry_after, policy.max_delay))
     return delay
+
+
+def item_context(step: Step, context: Mapping[str, Any], items: list[Any], index: int) -> dict[str, Any]:
+    """The context of item ``index`` of a ``for_each`` step: ``context`` with the item (as
+    ``item`` or the ``as:`` name) and ``loop``, as in a Jinja for-loop."""
+    count = len(items)
+    loop = {"index": index + 1, "index0": index, "length": count, "first": index == 0, "last": index == count - 1}
+    return {**context, step.item_name: items[index], "loop": loop}
 
 
 def _shown(value: Any, limit: int = 200) -> str:
@@ -118,13 +126,14 @@ class Executor:
     # -- one step -----------------------------------------------------------------------------
 
     def run_step(self, step: Step, context: Mapping[str, Any], *, previous: Mapping[str, Any] | None = None,
-                 deadline: float | None = None) -> StepResult:
+                 deadline: float | None = None, result: StepResult | None = None) -> StepResult:
         """Run ``step`` against ``context`` (``vars``, ``steps``, ``run``: the conductor's).
 
         ``previous`` is the record a resumed run kept for it: reused when the rendered request
-        has the same ``request_sha256``. ``deadline`` (clock seconds) is the run's.
+        has the same ``request_sha256``. ``deadline`` (clock seconds) is the run's. ``result``
+        is filled in as the step runs (a Temporal activity's heartbeat reports its request).
         """
-        result = StepResult(step, Status.RUNNING)
+        result = result if result is not None else StepResult(step, Status.RUNNING)
         bug = self._run(step, context, previous, deadline, result)
         if bug is not None:
             self.internal_error = bug
@@ -150,6 +159,31 @@ class Executor:
         result.items = []
         return result
 
+    def call_inputs(self, step: Step, context: Mapping[str, Any]) -> dict[str, Any] | StepResult:
+        """The inputs of a step that calls a runbook (its ``with:`` rendered and checked against
+        the called runbook's ``inputs:``), or its result when it does not run: skipped by its
+        ``when``, or failed (a template, an input refused) before anything of it is sent."""
+        assert step.child is not None
+        result = StepResult(step, Status.RUNNING, started_at=self.clock.timestamp())
+        ctx = {**context, "secrets": self.environ, "env": self.environ}
+        try:
+            if step.when is not None and not truthy(self._condition(step, ctx, step.when, ("when",))):
+                result.status = Status.SKIPPED
+            else:
+                given, _ = self._render(step, ctx, step.options, ("with",))
+                from engine.validation.calls import with_messages
+
+                problems = with_messages(step.child.inputs, given, ("with",))
+                if problems:
+                    where, message = problems[0]
+                    raise _StepFailed(StepError(ErrorType.CONFIGURATION, "; ".join(m for _, m in problems),
+                                                location=self._where(step.path + where)))
+                return dict(given)
+        except _StepFailed as exc:
+            result.status, result.error = Status.FAILED, exc.error
+        result.finished_at = self.clock.timestamp()
+        return result
+
     def run_item(self, step: Step, context: Mapping[str, Any], items: list[Any], index: int, *,
                  previous: Mapping[str, Any] | None = None, deadline: float | None = None,
                  result: StepResult | None = None) -> tuple[StepResult, BaseException | None]:
@@ -157,10 +191,7 @@ class Executor:
         and ``loop`` in its context. Returns the item's result and the bug it met, if any, for
         the caller to keep (items run in worker threads; :attr:`internal_error` is the caller's).
         ``result`` is filled in as the item runs (so an interrupted caller can see its attempts)."""
-        count = len(items)
-        loop = {"index": index + 1, "index0": index, "length": count, "first": index == 0,
-                "last": index == count - 1}
-        ctx = {**context, step.item_name: items[index], "loop": loop}
+        ctx = item_context(step, context, items, index)
         result = result if result is not None else StepResult(step, Status.RUNNING)
         result.index = index
         return result, self._run(step, ctx, previous, deadline, result)

@@ -124,8 +124,11 @@ def step_record(result: StepResult) -> dict[str, Any]:
 
 def item_record(result: StepResult) -> dict[str, Any]:
     """An item of a ``for_each`` step as the manifest records it: its index first (the journal
-    puts a finished step's items in order by it)."""
-    return {"index": result.index, **_result_fields(result)}
+    puts a finished step's items in order by it); an item that called a runbook, its steps."""
+    record = {"index": result.index, **_result_fields(result)}
+    if isinstance(result.children, list):
+        record["children"] = result.children
+    return record
 
 
 def _result_fields(result: StepResult) -> dict[str, Any]:
@@ -262,8 +265,15 @@ def _frame(manifest: dict[str, Any]) -> tuple[bytes, bytes]:
     return prefix.encode("utf-8"), trailer.encode("utf-8")
 
 
-_ITEM_GAP = b"\n      "  # before each item of a for_each step (compact JSON holds no newline)
-_CLOSE_ITEMS = b"\n    ]}"
+class _Open:
+    """A record open in the journal: where it starts, where its parts do, their key, how many."""
+
+    __slots__ = ("start", "parts_at", "key", "count")
+
+    def __init__(self, start: int, parts_at: int, key: str) -> None:
+        self.start, self.parts_at, self.key, self.count = start, parts_at, key, 0
+
+
 _INDEX = re.compile(rb'\{"index":([0-9]+)')
 
 
@@ -287,50 +297,69 @@ class ManifestWriter:
             raise ManifestError(f"the manifest {path}: cannot write it: {exc.strerror or exc}") from None
         self._start = self._offset = len(prefix)
         self._count = 0
-        self._open: tuple[int, int] | None = None  # (where the open step starts, where its items do)
-        self._items = 0
+        self._open: list[_Open] = []  # the records open now, outermost first
+
+    def _gap(self) -> bytes:
+        """What goes before the next record in the innermost open list."""
+        if not self._open:
+            return b",\n    " if self._count else b"\n    "
+        frame = self._open[-1]
+        return (b"," if frame.count else b"") + b"\n" + b"  " * (len(self._open) + 2)
+
+    def _closing(self) -> bytes:
+        """The bytes that close every open record, innermost first, then the manifest."""
+        return b"".join(b"\n" + b"  " * (depth + 2) + b"]}" for depth in range(len(self._open) - 1, -1, -1)) \
+            + self._trailer
+
+    def _counted(self) -> None:
+        if self._open:
+            self._open[-1].count += 1
+        else:
+            self._count += 1
 
     def append(self, line: bytes) -> None:
-        """Record one finished step (its compact JSON line): one write, proportional to its size."""
-        data = (b",\n    " if self._count else b"\n    ") + line
-        os.pwrite(self._fd, data + self._trailer, self._offset)
+        """Record one finished step (its compact JSON line), in the innermost open record's list
+        if one is open: one write, proportional to its size."""
+        data = self._gap() + line
+        os.pwrite(self._fd, data + self._closing(), self._offset)
         self._offset += len(data)
-        self._count += 1
+        self._counted()
 
-    def open_step(self, line: bytes) -> None:
-        """Begin the record of a ``for_each`` step, given as its compact JSON line without
-        ``items``; its items follow (:meth:`append_item`) until :meth:`close_step`."""
+    def open_step(self, line: bytes, key: str = "items") -> None:
+        """Begin the record of a step whose parts follow it (a ``for_each`` step's ``items``, a
+        called runbook's ``children``), given as its compact JSON line without them; each part is
+        :meth:`append`-ed until :meth:`close_step`."""
         start = self._offset
-        data = (b",\n    " if self._count else b"\n    ") + line[:-1] + b',"items":['
-        os.pwrite(self._fd, data + _CLOSE_ITEMS + self._trailer, self._offset)
+        data = self._gap() + line[:-1] + b',"' + key.encode() + b'":['
+        self._counted()
+        self._open.append(_Open(start, start + len(data), key))
         self._offset += len(data)
-        self._open = (start, self._offset)
-        self._items = 0
+        os.pwrite(self._fd, data + self._closing(), start)
 
     def append_item(self, line: bytes) -> None:
-        """Record one finished item of the open step (its compact JSON line, index first)."""
-        data = (b"," if self._items else b"") + _ITEM_GAP + line
-        os.pwrite(self._fd, data + _CLOSE_ITEMS + self._trailer, self._offset)
-        self._offset += len(data)
-        self._items += 1
+        """Record one finished item of the open ``for_each`` step (its JSON line, index first)."""
+        self.append(line)
 
     def close_step(self, line: bytes) -> None:
-        """End the open step with its final record (compact JSON, without ``items``): its items,
-        read back from the file, follow in item order."""
-        if self._open is None:
-            raise ValueError("no for_each step is open")
-        start, items_at = self._open
-        held = os.pread(self._fd, self._offset - items_at, items_at) if self._offset > items_at else b""
-        # each item line but the last ends with the comma that separates it from the next
-        lines = [piece.rstrip(b",") for piece in held.split(_ITEM_GAP) if piece.strip(b",")]
-        lines.sort(key=_item_index)
-        data = ((b",\n    " if self._count else b"\n    ") + line[:-1] + b',"items":['
-                + b",".join(_ITEM_GAP + piece for piece in lines) + _CLOSE_ITEMS)
-        os.pwrite(self._fd, data + self._trailer, start)
-        self._offset = start + len(data)
-        os.ftruncate(self._fd, self._offset + len(self._trailer))
-        self._open = None
-        self._count += 1
+        """End the innermost open record with its final line (compact JSON, without its parts):
+        its parts, read back from the file, follow (items in item order)."""
+        if not self._open:
+            raise ValueError("no step is open")
+        frame = self._open.pop()
+        held = os.pread(self._fd, self._offset - frame.parts_at, frame.parts_at) if self._offset > frame.parts_at \
+            else b""
+        if frame.key == "items":  # each item is one line (compact JSON holds no newline)
+            lines = sorted((piece.strip().rstrip(b",") for piece in held.split(b"\n") if piece.strip(b", ")),
+                           key=_item_index)
+            indent = b"\n" + b"  " * (len(self._open) + 3)
+            held = b",".join(indent + piece for piece in lines)
+        head = os.pread(self._fd, frame.parts_at - frame.start, frame.start)
+        gap = head[:len(head) - len(head.lstrip(b",\n "))]  # the separator before the record
+        data = gap + line[:-1] + b',"' + frame.key.encode() + b'":[' + held \
+            + b"\n" + b"  " * (len(self._open) + 2) + b"]}"
+        os.pwrite(self._fd, data + self._closing(), frame.start)
+        self._offset = frame.start + len(data)
+        os.ftruncate(self._fd, self._offset + len(self._closing()))
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Write the final manifest atomically, its steps copied from the journal on disk a

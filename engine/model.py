@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RetryPolicy",
+    "CALL",
     "PollPolicy",
     "ProviderSpec",
     "Step",
@@ -51,6 +52,10 @@ class RetryPolicy(NamedTuple):
     max_delay: float = 30.0
     max_elapsed: float | None = None
     on: frozenset[str] = frozenset({"connection", "429"})
+
+
+#: The provider, provider type and dispatch style of a step that calls a runbook.
+CALL = "runbook"
 
 
 class PollPolicy(NamedTuple):
@@ -100,6 +105,9 @@ class Step(NamedTuple):
     #: ``until`` (an expression over the step's own latest answer) and its ``poll:``; None: no polling
     until: str | bool | None = None
     poll: PollPolicy | None = None
+    #: ``runbook:`` (SPEC §12): the called runbook, built; then ``provider``, ``provider_type``
+    #: and ``style`` are :data:`CALL`, ``target`` the path as written, ``options`` its ``with:``
+    child: Runbook | None = None
 
     def fields(self) -> dict[str, Any]:
         """The step's templated fields as the runbook writes them (for
@@ -227,7 +235,7 @@ class StepResult:
 
     __slots__ = ("step", "status", "started_at", "finished_at", "duration_ms", "attempts", "request",
                  "request_sha256", "output", "exports", "logs", "run_id", "extra", "error", "reused_from",
-                 "index", "items")
+                 "index", "items", "children")
 
     def __init__(self, step: Step, status: Status, started_at: str | None = None, request: Any = None) -> None:
         self.step = step
@@ -249,6 +257,9 @@ class StepResult:
         self.index: int | None = None
         #: of a ``for_each`` step: each item's :meth:`item_context`, in item order; else None
         self.items: list[dict[str, Any]] | None = None
+        #: of a step that called a runbook: True (its steps' records are the journal's), or for
+        #: an item of a for_each step, the records of the called runbook's steps
+        self.children: bool | list[dict[str, Any]] = False
 
     def context(self) -> dict[str, Any]:
         """The step as later templates see it: ``steps.<id>``."""

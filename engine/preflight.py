@@ -30,12 +30,14 @@ class Prepared(NamedTuple):
     environ: dict[str, str]
     notices: list[str]
     targets: dict[str, str]
+    emulator_url: str | None = None  # with --emulate: where a called runbook's providers go too
 
 
 def _used_providers(runbook: Runbook) -> list[str]:
     names: dict[str, None] = {}
     for step in runbook.steps + runbook.finally_steps:
-        names.setdefault(step.provider)
+        if step.child is None:  # a call's providers are the called runbook's
+            names.setdefault(step.provider)
     return list(names)
 
 
@@ -46,6 +48,19 @@ def _templated_fields(runbook: Runbook, templates: Templates) -> Iterator[tuple[
     for name in _used_providers(runbook):
         spec = runbook.providers[name]
         yield from iter_templates(spec.config, spec.path)
+
+
+def _called(runbook: Runbook) -> Iterator[Runbook]:
+    """Every runbook ``runbook`` calls, however deep (each once)."""
+    seen: set[str] = set()
+    stack = [runbook]
+    while stack:
+        current = stack.pop()
+        for step in current.steps + current.finally_steps:
+            if step.child is not None and step.child.path not in seen:
+                seen.add(step.child.path)
+                yield step.child
+                stack.append(step.child)
 
 
 def secret_references(runbook: Runbook, templates: Templates) -> dict[str, tuple[Any, ...]]:
@@ -75,17 +90,31 @@ def preflight(
     environ: Mapping[str, str],
     run_info: Mapping[str, Any],
     emulator_url: str | None = None,
+    redactor: Redactor | None = None,
 ) -> Prepared:
     """Check secrets, build every provider the run uses and prove the credentials that can be
     proved without side effects (the Pipedream token exchange), all in one pass: every problem
-    of every provider is raised together as :class:`LocatedErrors`, before step 1 is sent."""
+    of every provider is raised together as :class:`LocatedErrors`, before step 1 is sent.
+    The secrets of the runbooks it calls are checked too (their providers are built when the
+    call starts, from the inputs it is given: :func:`preflight` of the called runbook, with
+    the caller's ``redactor``)."""
     source = runbook.source
     env = dict(environ)
-    redactor = Redactor()
+    redactor = redactor if redactor is not None else Redactor()
     notices: list[str] = []
     problems: list[Problem] = []
     refs = secret_references(runbook, templates)
     missing = {name: path for name, path in refs.items() if name not in env}
+    for child in _called(runbook):  # a called runbook's secrets: known before step 1 too
+        for name, path in secret_references(child, templates).items():
+            if name not in env and name not in missing:
+                if emulator_url is not None:
+                    missing[name] = path
+                else:
+                    problems.append(child.source.problem(
+                        path, f"secret {name!r} is not set (this runbook is called by {runbook.path}): "
+                              f"export the environment variable {name}"))
+            refs.setdefault(name, path)
     if missing and emulator_url is not None:
         for name in missing:
             env[name] = f"emulated-{name.lower()}"
@@ -131,6 +160,11 @@ def preflight(
         problem = _prove_credentials(runbook, name, provider)
         if problem:
             problems.append(source.problem(_provider_position(runbook, name), redactor.text(problem)))
+    if not problems and _remote_check():
+        from engine.remote_check import check_runbook  # imported only when it runs
+
+        problems.extend(Problem(p.file, p.line, p.col, redactor.text(p.message), p.severity)
+                        for p in check_runbook(runbook, providers))
     if problems:
         for provider in providers.values():
             provider.close()
@@ -140,7 +174,16 @@ def preflight(
         else provider.target()
         for name, provider in providers.items()
     }
-    return Prepared(providers, redactor, env, notices, targets)
+    return Prepared(providers, redactor, env, notices, targets, emulator_url)
+
+
+def _remote_check() -> bool:
+    """Whether the actions' own schemas check the inputs now (``run`` turns it on, unless
+    ``--no-remote-check``; see engine/remote_check.py)."""
+    import sys
+
+    module = sys.modules.get("engine.remote_check")  # never imported: nothing turned it on
+    return bool(module is not None and module.SETTINGS.enabled)
 
 
 #: How long a credential proof may take when no step of the provider sets a timeout.

@@ -31,15 +31,37 @@ class Recording:
         self.writer = ManifestWriter(path, manifest)
         self._t0 = time.monotonic()
         self._items: list[dict[str, Any]] | None = None  # the open for_each step's item records
+        self._source = runbook.source if runbook is not None else None
+        #: the calls open now, outermost first: the calling step, and the caller's source and records
+        self._calls: list[tuple[Step, Any, list[dict[str, Any]]]] = []
 
+    def _record(self, result: StepResult) -> dict[str, Any]:
+        """The step's record, with its line in the runbook (what reports point at)."""
+        record = step_record(result)
+        position = self._source.recorded(result.step.path) if self._source is not None else None
+        if position is not None:
+            record["line"] = position[0]
+        if result.step.child is not None:
+            record["called"] = _called(result.step.child)
+        return record
 
     def step_started(self, step: Step) -> None:
         self.console.step_started(step)
 
+    def call_started(self, step: Step, child: Runbook) -> None:
+        """Open the calling step's record (``status: running``); the called runbook's steps are
+        recorded under it, as ``children``, until it finishes."""
+        running = StepResult(step, Status.RUNNING, started_at=now_rfc3339())
+        _, line = scrubbed_line(self._record(running), self.redactor)
+        self.writer.open_step(line, "children")
+        self._calls.append((step, self._source, self.records))
+        self._source, self.records = child.source, []
+        self.console.call_started(step)
+
     def items_started(self, step: Step, count: int) -> None:
         """Open the step's record in the journal (``status: running``), its items to follow."""
         running = StepResult(step, Status.RUNNING, started_at=now_rfc3339())
-        _, line = scrubbed_line(step_record(running), self.redactor)
+        _, line = scrubbed_line(self._record(running), self.redactor)
         self.writer.open_step(line)
         self._items = []
         self.console.items_started(step, count)
@@ -52,7 +74,10 @@ class Recording:
         self.console.item_finished(result)
 
     def step_finished(self, result: StepResult) -> None:
-        record, line = scrubbed_line(step_record(result), self.redactor)
+        if self._calls and result.step is self._calls[-1][0]:
+            self._call_finished(result)
+            return
+        record, line = scrubbed_line(self._record(result), self.redactor)
         if self._items is not None:  # a for_each step: its record closes over its items
             self.writer.close_step(line)
             record["items"] = sorted(self._items, key=lambda item: item["index"])
@@ -64,7 +89,21 @@ class Recording:
             self.writer.append(line)
         if self.keep_records:
             self.records.append(record)
-        self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
+        if not self._calls:  # the run's own steps (a called runbook's are counted in its step)
+            self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
+        self.console.step_finished(result)
+
+    def _call_finished(self, result: StepResult) -> None:
+        step, source, outer = self._calls.pop()
+        children, self._source, self.records = self.records, source, outer
+        assert step.child is not None
+        record, line = scrubbed_line(self._record(result), self.redactor)
+        self.writer.close_step(line)
+        record["children"] = children
+        if self.keep_records:
+            self.records.append(record)
+        if not self._calls:
+            self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
         self.console.step_finished(result)
 
     def finish(self, status: Status, outputs: dict[str, Any], error: str | None) -> dict[str, Any]:
@@ -79,3 +118,8 @@ class Recording:
         self.manifest["steps"] = self.records
         self.console.run_finished(status, self.counts, self.path)
         return self.manifest
+
+
+def _called(child: Runbook) -> dict[str, Any]:
+    """What a calling step's record says of the runbook it called."""
+    return {"path": child.path, "name": child.name, "sha256": child.sha256}

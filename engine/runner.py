@@ -21,8 +21,10 @@ from typing import Any, NamedTuple, Protocol
 
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.conductor import Conductor, FanOut, Work
-from engine.executor import Executor
+from engine.errors import LocatedErrors
+from engine.executor import Executor, item_context
 from engine.model import Attempt, ErrorType, Runbook, Status, Step, StepError, StepResult
+from engine.preflight import preflight
 from engine.providers.base import Provider
 from engine.redaction import Redactor
 from engine.templating import Templates
@@ -36,6 +38,10 @@ class Observer(Protocol):
     def step_started(self, step: Step) -> None: ...
 
     def step_finished(self, result: StepResult) -> None: ...
+
+    def call_started(self, step: Step, child: Runbook) -> None:
+        """A step that calls ``child`` starts it: the steps that follow, until this step
+        finishes, are the called runbook's."""
 
     def items_started(self, step: Step, count: int) -> None:
         """A ``for_each`` step is about to start its ``count`` items."""
@@ -82,19 +88,28 @@ class Runner:
         clock: Clock | None = None,
         targets: Mapping[str, str] | None = None,
         previous: Mapping[str, Any] | None = None,
+        emulator_url: str | None = None,
     ) -> None:
         self.runbook = runbook
+        self.templates = templates
+        self.environ = environ
+        self.run_info = run_info
+        self.redactor = redactor
+        self.emulator_url = emulator_url
         self.observer = observer
         self.clock = clock or (SYSTEM_CLOCK if sleep is None else _Sleeper(sleep))
         self.conductor = Conductor(runbook, vars=vars, run_info=run_info, previous=previous)
         self.executor = Executor(runbook, templates, environ=environ, providers=providers,
                                  redactor=redactor, targets=targets, clock=self.clock)
 
-    def run(self) -> RunOutcome:
-        """Run ``steps``, then ``finally``, then compute ``outputs``."""
+    def run(self, deadline: float | None = None) -> RunOutcome:
+        """Run ``steps``, then ``finally``, then compute ``outputs``. ``deadline`` (clock
+        seconds): when the steps must be done, besides the runbook's ``run_timeout``."""
         conductor, executor = self.conductor, self.executor
         timeout = self.runbook.run_timeout
-        deadline = self.clock.monotonic() + timeout if timeout is not None else None
+        if timeout is not None:
+            own = self.clock.monotonic() + timeout
+            deadline = own if deadline is None else min(deadline, own)
         while (work := conductor.next()) is not None:
             if not work.runs:
                 result = StepResult(work.step, Status.NOT_RUN)
@@ -104,6 +119,8 @@ class Runner:
                 step_deadline = None if conductor.in_finally else deadline
                 if work.step.for_each is not None:
                     result = self._fan_out(work, step_deadline)
+                elif work.step.child is not None:
+                    result = self._call(work, step_deadline)
                 else:
                     result = executor.run_step(work.step, work.context, previous=work.previous,
                                                deadline=step_deadline)
@@ -112,6 +129,61 @@ class Runner:
         outputs, error = executor.render_outputs(conductor.context(),
                                                  conductor.interrupted or conductor.any_failed)
         return RunOutcome(conductor.outcome(error), outputs, error, executor.internal_error)
+
+    def _call(self, work: Work, deadline: float | None, observer: Observer | None = None) -> StepResult:
+        """Run the runbook a step calls, as that step: a nested run (its own conductor, executor
+        and providers; the same run, secrets and clock), its steps recorded under the step."""
+        step, clock = work.step, self.clock
+        child = step.child
+        assert child is not None
+        inputs = self.executor.call_inputs(step, work.context)
+        if isinstance(inputs, StepResult):  # skipped, or its with: refused: nothing of it was sent
+            return inputs
+        started_at, start = clock.timestamp(), clock.monotonic()
+        limit = step.step_timeout or step.timeout  # either bounds the whole call
+        if limit:
+            deadline = start + limit if deadline is None else min(deadline, start + limit)
+        variables = {**child.vars, **inputs}
+        result = StepResult(step, Status.RUNNING, started_at=started_at)
+        try:
+            prepared = preflight(child, self.templates, vars=variables, environ=self.environ,
+                                 run_info=self.run_info, emulator_url=self.emulator_url, redactor=self.redactor)
+        except LocatedErrors as exc:
+            result.status = Status.FAILED
+            result.error = StepError(ErrorType.CONFIGURATION, f"the called runbook {child.path} cannot start: "
+                                     + "; ".join(str(p) for p in exc.problems),
+                                     location=self.executor._where(step.path + ("runbook",)))
+            result.finished_at = clock.timestamp()
+            return result
+        previous = None
+        if work.previous is not None:  # --resume: its steps are reused one by one
+            previous = {"run": {"id": work.previous.get("reused_from")}, "steps": work.previous.get("children") or []}
+        observer = observer or self.observer
+        observer.call_started(step, child)
+        try:
+            runner = Runner(child, self.templates, vars=variables, environ=prepared.environ, run_info=self.run_info,
+                            providers=prepared.providers, observer=observer, redactor=prepared.redactor,
+                            clock=clock, targets=prepared.targets, previous=previous,
+                            emulator_url=self.emulator_url)
+            outcome = runner.run(deadline)
+        finally:
+            for provider in prepared.providers.values():
+                provider.close()
+        if outcome.internal_error is not None and self.executor.internal_error is None:
+            self.executor.internal_error = outcome.internal_error
+        result.status = outcome.status
+        result.output = outcome.outputs
+        result.children = True
+        if outcome.status is Status.FAILED:
+            result.error = StepError(ErrorType.INTERNAL if outcome.internal_error else ErrorType.ACTION_FAILED,
+                                     f"the called runbook {child.path} failed"
+                                     + (f": {outcome.error}" if outcome.error else ""),
+                                     location=self.executor._where(step.path + ("runbook",)))
+        elif outcome.status is Status.INTERRUPTED:
+            result.error = StepError(ErrorType.INTERRUPTED, f"interrupted in the called runbook {child.path}")
+        result.finished_at = clock.timestamp()
+        result.duration_ms = int((clock.monotonic() - start) * 1000)
+        return result
 
     def _fan_out(self, work: Work, deadline: float | None) -> StepResult:
         """Run the items of a ``for_each`` step over a bounded set of worker threads."""
@@ -122,10 +194,24 @@ class Runner:
         fan = FanOut(step, len(items), work.previous)
 
         def run_item(index: int, holder: StepResult) -> tuple[StepResult, BaseException | None]:
+            if step.child is not None:  # each item calls the runbook: its steps kept with the item
+                return self._call_item(step, work.context, items, index, fan.previous(index), deadline)
             return executor.run_item(step, work.context, items, index, previous=fan.previous(index),
                                      deadline=deadline, result=holder)
 
         return self._run_items(fan, list(range(len(items))), run_item)
+
+    def _call_item(self, step: Step, context: Mapping[str, Any], items: list[Any], index: int,
+                   previous: Mapping[str, Any] | None,
+                   deadline: float | None) -> tuple[StepResult, BaseException | None]:
+        """Item ``index`` of a ``for_each`` step that calls a runbook (in a worker thread: its
+        steps' records are kept with the item, not journaled one by one)."""
+        collected = CollectedSteps(self.redactor)
+        work = Work(step, True, item_context(step, context, items, index), previous)
+        result = self._call(work, deadline, observer=collected)
+        result.index = index
+        result.children = collected.records
+        return result, None
 
     def _run_items(self, fan: FanOut, indexes: list[int], run_one: _ItemRun) -> StepResult:
         """Run ``fan``'s items (position ``p`` is item ``indexes[p]``) on up to ``concurrency``
@@ -244,3 +330,41 @@ class _Workers:
         """Let the threads end once their current call returns (nothing waits for them)."""
         for _ in self._threads:
             self._tasks.put(None)
+
+
+class CollectedSteps:
+    """An observer that keeps the records of a called runbook's steps in memory (for an item of
+    a ``for_each`` step, which runs in a worker thread and is recorded when it finishes)."""
+
+    def __init__(self, redactor: Redactor | None) -> None:
+        self.redactor = redactor or Redactor()
+        self.records: list[dict[str, Any]] = []
+        self._calls: list[tuple[Step, list[dict[str, Any]]]] = []
+        self._items: list[dict[str, Any]] = []
+
+    def step_started(self, step: Step) -> None:
+        pass
+
+    def call_started(self, step: Step, child: Runbook) -> None:
+        self._calls.append((step, self.records))
+        self.records = []
+
+    def items_started(self, step: Step, count: int) -> None:
+        self._items = []
+
+    def item_finished(self, result: StepResult) -> None:
+        from engine.manifest import item_record, scrubbed_line
+
+        self._items.append(scrubbed_line(item_record(result), self.redactor)[0])
+
+    def step_finished(self, result: StepResult) -> None:
+        from engine.manifest import scrubbed_line, step_record
+
+        record = step_record(result)
+        if self._calls and result.step is self._calls[-1][0]:
+            step, outer = self._calls.pop()
+            record["children"], self.records = self.records, outer
+        if result.items is not None:
+            record["items"] = sorted(self._items, key=lambda item: item["index"])
+            self._items = []
+        self.records.append(scrubbed_line(record, self.redactor)[0])

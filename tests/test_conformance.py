@@ -117,8 +117,15 @@ def test_every_example_conforms_without_jsonschema() -> None:
         ({"oneOf": [{"anyOf": [{"type": "string"}, {"type": "null"}]}, {"const": None}]}, None, False),
         ({"oneOf": [{"anyOf": [{"type": "string"}, {"type": "null"}]}, {"const": None}]}, "a", True),
         # an unknown keyword (or one we cannot read) makes us unsure only where it is reached
-        ({"anyOf": [{"type": "string"}, {"if": {}, "type": "object"}]}, "x", True),
-        ({"anyOf": [{"type": "string"}, {"if": {}, "type": "object"}]}, {}, False),
+        ({"anyOf": [{"type": "string"}, {"dependentSchemas": {}, "type": "object"}]}, "x", True),
+        ({"anyOf": [{"type": "string"}, {"dependentSchemas": {}, "type": "object"}]}, {}, False),
+        # if/then/else (a step with runbook: has no provider; any other step needs one)
+        ({"if": {"required": ["a"]}, "then": {"required": ["b"]}, "else": {"required": ["c"]}}, {"a": 1, "b": 2},
+         True),
+        ({"if": {"required": ["a"]}, "then": {"required": ["b"]}, "else": {"required": ["c"]}}, {"a": 1}, False),
+        ({"if": {"required": ["a"]}, "then": {"required": ["b"]}, "else": {"required": ["c"]}}, {"c": 1}, True),
+        ({"if": {"required": ["a"]}, "else": {"required": ["c"]}}, {}, False),
+        ({"then": {"required": ["b"]}}, {}, True),
         ({"properties": {"a": {"dependentRequired": {}}}}, {}, True),
         ({"properties": {"a": {"dependentRequired": {}}}}, {"a": 1}, False),
         ({"anyOf": [{"type": "string"}, {"pattern": "("}]}, "x", True),

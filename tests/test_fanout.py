@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from engine.emulator import Emulator
-from tests.conftest import act_bodies, base_env, check_manifest, run_cli
+from tests.conftest import act_bodies, base_env, check_manifest, run_cli, run_on_terminal
 
 USERS = [{"email": f"u{i}@example.com", "active": i != 1} for i in range(5)]
 
@@ -355,31 +355,13 @@ def test_a_provider_rate_limit_spaces_every_items_attempts(
 
 def test_on_a_terminal_a_fan_out_shows_one_progress_line_with_its_counts(
         write, tmp_path: Path, emulator: Emulator, membrane_env: dict[str, str]) -> None:
-    import pty
-
     emulator.add_fault({"action": "invite-user"}, status=500, times=1)
     emulator.add_fault({"action": "invite-user"}, delay=0.3, times=100)
     users = [{"email": f"u{i}@example.com"} for i in range(6)]
     path = write(fan_out(users, concurrency=2, fail_fast=False))
-    main, secondary = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", str(path), "--manifest", str(tmp_path / "m.json")],
-        cwd=tmp_path, env=dict(membrane_env, TERM="xterm"), stdin=subprocess.DEVNULL,
-        stdout=secondary, stderr=secondary,
-    )
-    os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main)
-    assert proc.wait(timeout=60) == 1
-    out = b"".join(chunks).decode()
+    code, out = run_on_terminal(["run", str(path), "--manifest", str(tmp_path / "m.json")], cwd=tmp_path,
+                                env=membrane_env)
+    assert code == 1
     frames = [f.strip() for f in out.split("\r") if " in flight" in f]
     assert frames, out
     assert any("/6 done, 1 failed, 2 in flight" in f for f in frames), frames

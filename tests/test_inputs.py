@@ -117,7 +117,7 @@ def test_declarations_are_checked(write, tmp_path: Path) -> None:
         f"{path}:4:3: inputs.channel: 'channel' is also under vars: a name is an input or an untyped variable, "
         "not both",
         f"{path}:5:43: inputs.n: its default: 0 is less than the minimum of 1",
-        f"{path}:6:36: inputs.who: a required input has no default (drop one of the two)",
+        f"{path}:6:39: inputs.who: a required input has no default (drop one of the two)",
     ]
 
 

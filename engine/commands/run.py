@@ -9,16 +9,13 @@ from typing import Any, TextIO
 
 from engine.errors import InternalError, ManifestError, RunbookError
 from engine.files import check_writable
-from engine.manifest import GitProbe, header, read_manifest
-from engine.model import EXIT_CODES, Runbook
+from engine.manifest import header, read_manifest
+from engine.model import EXIT_CODES
 from engine.recording import Recording
 from engine.redaction import Redactor
 from engine.report import ReportOptions
 from engine.runner import Runner
-from engine.session import default_manifest_path, new_run_info, prepared_run
-from engine.templating import Templates
-from engine.validation import load_checked
-from engine.vars import cli_var_names, resolve_vars
+from engine.session import checked_runbook, default_manifest_path, new_run_info, prepared_run
 
 __all__ = ["run"]
 
@@ -57,7 +54,11 @@ def run(
     ``loaded`` is called once the runbook (and a resumed manifest) is loaded.
     """
     reports = reports or ReportOptions()
-    runbook, templates, given, repository = _loaded(file, var_pairs, vars_files, stderr)
+    runbook, templates, given, repository, warnings = checked_runbook(file, var_pairs, vars_files, stderr)
+    if reports.annotations and warnings:
+        from engine.report import github
+
+        github.problems(warnings, reports.annotation_stream(stdout, stderr))
     variables = {**runbook.vars, **given}
     previous = _previous_run(resume, runbook.name) if resume else None
     if loaded is not None:
@@ -80,6 +81,7 @@ def run(
                 runbook, templates, vars=variables, environ=prepared.environ, run_info=run_info,
                 providers=prepared.providers, redactor=prepared.redactor,
                 targets=prepared.targets, previous=previous, observer=recording,
+                emulator_url=prepared.emulator_url,
             )
             outcome = runner.run()
 
@@ -91,23 +93,6 @@ def run(
     if outcome.internal_error is not None:
         raise InternalError(outcome.internal_error, prepared.redactor.text)
     return EXIT_CODES[outcome.status]
-
-
-def _loaded(file: str, var_pairs: Sequence[str], vars_files: Sequence[str],
-            stderr: TextIO) -> tuple[Runbook, Templates, dict[str, Any], dict[str, Any] | None]:
-    """The checked runbook (its warnings printed) and its templates, the variables given,
-    and git's facts of the file."""
-    git = GitProbe(file)  # git runs while the runbook is loaded
-    templates = Templates()
-    try:
-        given = resolve_vars({}, vars_files, var_pairs)
-        runbook, warnings = load_checked(file, templates, provided_vars=given, strict=True,
-                                         cli_vars=cli_var_names(var_pairs), sparse=True)
-    finally:
-        repository = git.result()
-    for warning in warnings:
-        stderr.write(f"{warning}\n")
-    return runbook, templates, given, repository
 
 
 @contextlib.contextmanager

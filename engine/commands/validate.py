@@ -99,7 +99,26 @@ def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_fil
         raise RunbookError("validate: no runbook files matched " + " ".join(patterns) + note)
     problems = _problems(files, provided, var_pairs)
     _print(reports.format if reports else "text", problems, files, skipped, stdout=stdout, stderr=stderr)
+    if reports is not None:
+        _github(reports, problems, files, skipped, stdout=stdout, stderr=stderr)
     return 2 if any(p.severity == "error" for p in problems) else 0
+
+
+def _github(reports: ReportOptions, problems: list[Problem], files: list[str], skipped: list[str], *,
+            stdout: TextIO, stderr: TextIO) -> None:
+    """Under GitHub Actions (see :meth:`ReportOptions.for_github`): the problems as annotations
+    too, and the verdict appended to ``$GITHUB_STEP_SUMMARY``."""
+    if not (reports.annotations or reports.step_summary):
+        return
+    from engine.report import github
+
+    if reports.annotations:
+        github.problems(problems, reports.annotation_stream(stdout, stderr))
+    if reports.step_summary:
+        try:
+            github.append_validate_summary(reports.step_summary, problems, files, skipped)
+        except OSError as exc:
+            stderr.write(f"runbook: cannot append the summary to {reports.step_summary}: {exc.strerror or exc}\n")
 
 
 def _selected(found: dict[str, bool], excludes: Sequence[str], runbooks_only: bool) -> tuple[list[str], list[str]]:

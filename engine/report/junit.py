@@ -71,18 +71,25 @@ def junit_xml(manifest: Manifest, manifest_path: str | None = None, *, file_line
     return document + b"\n"
 
 
-def test_cases(steps: list[Record]) -> list[Record]:
+def test_cases(steps: list[Record], within: tuple[str, ...] = ()) -> list[Record]:
     """The steps as test cases: each item of a ``for_each`` step is one (``invite[3]``, with the
-    step's provider and dispatch); a step with no items is one itself."""
+    step's provider and dispatch); a step with no items is one itself; the steps of a runbook a
+    step called are cases too, after it, one classname level down (``within``: the calling
+    steps' sections and ids, kept as ``_within``)."""
     cases: list[Record] = []
     for step in steps:
         items = step.get("items")
-        if not items:
-            cases.append(step)
-            continue
         identity: Record = {k: step[k] for k in ("name", "section", "provider", "provider_type", "dispatch")
                             if k in step}
-        cases += [{**identity, **item, "id": f"{step['id']}[{item['index']}]"} for item in items]
+        if not items:
+            cases.append({**step, "_within": within})
+        else:
+            cases += [{**identity, **item, "id": f"{step['id']}[{item['index']}]", "_within": within}
+                      for item in items]
+            for item in items:
+                cases += test_cases(item.get("children") or [],
+                                    (*within, f"{step.get('section', 'steps')}.{step['id']}[{item['index']}]"))
+        cases += test_cases(step.get("children") or [], (*within, f"{step.get('section', 'steps')}.{step['id']}"))
     return cases
 
 
@@ -163,7 +170,8 @@ class _Where:
 
 
 def _testcase(suite: ET.Element, step: Record, runbook_name: str, where: _Where) -> None:
-    classname = f"{runbook_name}.{step.get('section', 'steps')}"
+    # a called runbook's step: its caller's section and id, then its own section
+    classname = ".".join((runbook_name, *step.get("_within", ()), step.get("section", "steps")))
     attributes = {"name": xml(step["id"]), "classname": xml(classname), "time": _seconds(step.get("duration_ms"))}
     line = where.line(step)
     if where.on_testcase and where.file:

@@ -16,7 +16,9 @@ pipeline: load -> check -> build. Nothing here imports httpx or a provider's cod
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from engine.errors import LocatedErrors, Problem
 from engine.loader import Document, load_file, load_text
@@ -24,6 +26,7 @@ from engine.model import Runbook
 from engine.schemas import YAML11_BOOLEANS, suggest
 from engine.templating import Templates
 from engine.validation.build import build_runbook, built
+from engine.validation.calls import call_problems
 from engine.validation.common import label
 from engine.validation.inputs import input_problems
 from engine.validation.lint import lint_document
@@ -46,13 +49,24 @@ __all__ = [
 ]
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def check(doc: Document, templates: Templates, *, lint: bool = True, provided_vars: Iterable[str] = (),
-          strict: bool = False, cli_vars: Iterable[str] = (), known_vars: set[str] | None = None) -> list[Problem]:
+          strict: bool = False, cli_vars: Iterable[str] = (), known_vars: set[str] | None = None,
+          stack: tuple[str, ...] | None = None) -> list[Problem]:
     """Every problem of a loaded runbook, sorted: the schema and semantic passes' errors, the
     declared inputs' (and, when ``provided_vars`` is a mapping, the values given them) and, with
     ``lint``, the linter's warnings (see :func:`~engine.validation.lint.lint_document` for
     ``provided_vars``, ``strict``, ``cli_vars`` and ``known_vars``)."""
     problems = validate_document(doc, templates)
+    if isinstance(doc.data, dict) and any(isinstance(step, dict) and "runbook" in step
+                                          for section in ("steps", "finally")
+                                          for step in _list(doc.data.get(section))):
+        # the runbooks it calls, checked with it (``stack``: the chain of calls so far)
+        problems += call_problems(doc, lambda child, stack: check(child, templates, lint=False, stack=stack),
+                                  stack or (os.path.realpath(doc.source.file),))
     if isinstance(doc.data, dict) and not problems:  # the inputs' shapes are the schema's
         given = provided_vars if isinstance(provided_vars, Mapping) else None
         problems += input_problems(doc, given, strict=strict)

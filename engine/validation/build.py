@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from engine.loader import Document, SparseSourceMap
-from engine.model import PollPolicy, ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
+from engine.loader import Document, SparseSourceMap, load_file
+from engine.model import CALL, PollPolicy, ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
+from engine.validation.calls import called_path
 
 __all__ = ["build_runbook", "built"]
 
@@ -42,17 +43,23 @@ def build_runbook(doc: Document, path: str) -> Runbook:
     inputs: dict[str, dict[str, Any]] = dict(data.get("inputs") or {})
 
     def make(section: str, i: int, raw: dict[str, Any]) -> Step:
-        pname = raw["provider"]
-        if pname not in providers:
-            providers[pname] = ProviderSpec(pname, pname, {"type": pname}, ())
-        style, target = next(iter(raw["dispatch"].items()))
+        child: Runbook | None = None
+        if "runbook" in raw:  # a call: the called runbook, built too (it passed validation with this one)
+            called = called_path(path, raw["runbook"])
+            child = built(load_file(called), called)
+            pname, style, target = CALL, CALL, raw["runbook"]
+        else:
+            pname = raw["provider"]
+            if pname not in providers:
+                providers[pname] = ProviderSpec(pname, pname, {"type": pname}, ())
+            style, target = next(iter(raw["dispatch"].items()))
         timeout = raw.get("timeout", defaults.get("timeout"))
         step_timeout = raw.get("step_timeout", defaults.get("step_timeout"))
         return Step(
             id=raw["id"],
             name=raw.get("name"),
             provider=pname,
-            provider_type=providers[pname].type,
+            provider_type=providers[pname].type if child is None else CALL,
             style=style,
             target=target,
             input=raw.get("input"),
@@ -71,6 +78,7 @@ def build_runbook(doc: Document, path: str) -> Runbook:
             fail_fast=bool(raw.get("fail_fast", True)),
             until=raw.get("until"),
             poll=_poll(raw.get("poll")),
+            child=child,
         )
 
     steps = tuple(make("steps", i, s) for i, s in enumerate(data["steps"]))

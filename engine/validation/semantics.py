@@ -196,12 +196,26 @@ class _Semantics:
         return info
 
     def check_step(self, step: dict[str, Any], path: Path, earlier: set[str], all_ids: set[str]) -> None:
+        if "runbook" in step:
+            self.check_call(step, path)
         info = self.resolve_provider(step, path)
         if info is not None:
             self.check_provider_use(step, path, info)
         self.check_fan_out(step, path)
         self.check_poll(step, path)
         self.check_step_templates(step, path, earlier, all_ids)
+
+    def check_call(self, step: dict[str, Any], path: Path) -> None:
+        """What a step that calls a runbook cannot have (the called file: see validation.calls)."""
+        reasons = {
+            "retry": "a called runbook is not retried as a whole (it could repeat steps that succeeded); "
+                     "give its steps their own retry",
+            "until": "a called runbook is not polled; poll a step inside it",
+            "poll": "a called runbook is not polled; poll a step inside it",
+        }
+        for key, why in reasons.items():
+            if key in step:
+                self.error(path + (key,), why, key=True)
 
     def check_poll(self, step: dict[str, Any], path: Path) -> None:
         """``until`` and ``poll`` come together; a poll's interval fits in its timeout."""
