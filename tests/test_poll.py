@@ -98,3 +98,23 @@ def test_until_and_poll_come_together_and_plan_says_the_step_polls(write, tmp_pa
     text = run_cli(["plan", str(good)], cwd=tmp_path, env=base_env()).stdout
     assert ("   polls     re-sends this request (a read) every 5s until steps.export.output.status == 'done', "
             "for at most 10m") in text
+
+
+def test_the_emulators_job_status_action_is_done_after_it_was_asked_ready_after_times(
+        write, tmp_path: Path, emulator: Emulator, membrane_env: dict[str, str]) -> None:
+    path = write("""\
+        version: 1
+        name: job
+        steps:
+          - id: wait
+            provider: membrane
+            dispatch: {key: job-status}
+            input: {job: j1, ready_after: 3}
+            until: "{{ steps.wait.output.status == 'done' }}"
+            poll: {interval: 10ms, timeout: 30s}
+        """)
+    result = run_cli(["run", str(path)], cwd=tmp_path, env=membrane_env)
+    assert result.code == 0, result.stdout + result.stderr
+    assert len(act_bodies(emulator)) == 4  # running three times, then done
+    assert result.step("wait")["output"] == {"job": "j1", "status": "done", "asked": 4,
+                                             "url": "https://files.example/j1.csv"}

@@ -141,6 +141,7 @@ class MembraneService:
         self._lock = threading.Lock()
         self._counter = 0
         self._runs: dict[str, dict[str, Any]] = {}
+        self._jobs: dict[str, int] = {}  # job id -> how many times its status was asked
 
     def register(self, server: EmulatorServer) -> None:
         """Add the Membrane routes to ``server``."""
@@ -163,6 +164,7 @@ class MembraneService:
         with self._lock:
             self._counter = 0
             self._runs.clear()
+            self._jobs.clear()
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -178,9 +180,22 @@ class MembraneService:
             _check_run(body, definition)
         except _Reject as reject:
             return self._failed_run(request, request.body, reject)
-        output = dispatch(body)
+        output = self._job_status(body) if body.get("key") == JOB_STATUS_ACTION else dispatch(body)
         run_id = self._save_run(request, body, "output", output, definition)
         return Response(200, {"output": output, "actionRunId": run_id})
+
+    def _job_status(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The saved action ``job-status`` (input ``{job, ready_after}``): an asynchronous job
+        that is ``running`` the first ``ready_after`` times it is asked (default 2), then
+        ``done``, with a ``url``: what a runbook polls (``until`` + ``poll``)."""
+        given: dict[str, Any] = body["input"] if isinstance(body.get("input"), dict) else {}
+        job = str(given.get("job", ""))
+        ready_after = given.get("ready_after", 2)
+        with self._lock:
+            asked = self._jobs[job] = self._jobs.get(job, 0) + 1
+        if isinstance(ready_after, int) and asked <= ready_after:
+            return {"job": job, "status": "running", "asked": asked}
+        return {"job": job, "status": "done", "asked": asked, "url": f"https://files.example/{job}.csv"}
 
     def run_saved(self, request: Request) -> Response:
         """``POST /actions/{selector}/run`` (body ``{input, meta}``, connection in the query), and
@@ -576,6 +591,10 @@ def _check_api(api: Any) -> None:
     for name in ("query", "headers"):
         if name in api and not isinstance(api[name], dict):
             raise _Reject(400, f"'api.{name}' must be an object")
+
+
+#: The saved action whose answer changes as it is asked again (MembraneService._job_status).
+JOB_STATUS_ACTION = "job-status"
 
 
 def dispatch(body: dict[str, Any]) -> Any:
