@@ -251,3 +251,20 @@ def test_resume_after_a_kill_inside_a_called_runbook_sends_only_its_unfinished_s
     children = result.step("inner")["children"]
     assert [(c["id"], c.get("reused_from")) for c in children] == [
         ("s1", killed["run"]["id"]), ("s2", killed["run"]["id"]), ("s3", None), ("s4", None)]
+
+
+def test_plan_plans_the_called_runbook_with_its_inputs(write, tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    path = tree(write)
+    result = run_cli(["plan", str(path), "--json"], cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    mid = json.loads(result.stdout)["steps"][0]
+    assert mid["runbook"] == "./lib/mid.yml" and mid["with"] == {"who": "ann@example.com"}
+    leaf = mid["calls"][0]
+    assert leaf["with"] == {"email": "ann@example.com", "tier": "vip"}
+    assert leaf["calls"][0]["request"] == {"key": "create-contact",
+                                           "input": {"email": "ann@example.com", "tier": "vip"}}
+    assert [s["id"] for s in leaf["finally"]] == ["note"]
+    text = run_cli(["plan", str(path)], cwd=tmp_path).stdout
+    assert "   runbook   ./lib/mid.yml (mid), its steps below" in text
+    assert "\n      1.1.1 make\n" in text and "\n      1.1.2 note\n" in text

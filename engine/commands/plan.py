@@ -289,7 +289,30 @@ class _Planner:
             self._unknown_names = frozenset({step.item_name, "loop"})
         return planned
 
+    def call(self, step: Step) -> dict[str, Any]:
+        """The plan of a step that calls a runbook: its inputs as far as they are known, and
+        the called runbook planned with them (its steps under ``calls``)."""
+        assert step.child is not None
+        given = self.value(step.options, step.path + ("with",))
+        given = given if isinstance(given, dict) else {}
+        child_plan, problems = build_plan(step.child, self.templates, {**step.child.vars, **given}, self.environ)
+        self.problems += problems
+        return {
+            **step.identity(),
+            "runbook": step.target,
+            "called": child_plan["runbook"],
+            "with": given,
+            "when": self.when(step),
+            "uses": [f"steps.{s}" for src in _step_templates(step, self.templates)
+                     for s in self.templates.compile(src).analysis.steps],
+            "calls": child_plan["steps"],
+            "finally": child_plan["finally"],
+            "outputs": child_plan["outputs"],
+        }
+
     def _step(self, step: Step) -> dict[str, Any]:
+        if step.child is not None:
+            return self.call(step)
         target = self.value(step.target, step.path + ("dispatch", step.style))
         inp = self.value(step.input, step.path + ("input",))
         options = self.value(step.options, step.path + ("with",))

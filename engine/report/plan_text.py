@@ -69,6 +69,44 @@ def _fan_out_text(fan_out: dict[str, Any]) -> str:
     return f"{what} as {fan_out['as']}, {policy}{shown}"
 
 
+def _step_block(step: dict[str, Any], label: str, indent: str) -> list[str]:
+    """One step's lines (a called runbook's steps follow it, numbered ``1.1``, indented)."""
+    pad = indent + " " * 13
+    out = ["", f"{indent}{label} {step['id']}" + (f"  {step['name']}" if step["name"] else "")]
+
+    def line(key: str, text: str) -> None:
+        out.append(f"{indent}   {key.ljust(9)} {text}")
+
+    if "calls" in step:
+        line("runbook", f"{step['runbook']} ({step['called']['name']}), its steps below")
+    else:
+        provider = step["provider"] if step["provider"] == step["provider_type"] \
+            else f"{step['provider']} ({step['provider_type']})"
+        line("provider", provider + (f": {step['endpoint']}" if step["endpoint"] else ""))
+        if step["headers"]:
+            line("headers", ", ".join(f"{k}: {v}" for k, v in step["headers"].items()))
+        line("dispatch", step["dispatch"])
+    if step.get("for_each"):
+        line("for each", _fan_out_text(step["for_each"]))
+    line("when", _when_text(step["when"]))
+    if step["uses"]:
+        line("uses", f"{', '.join(step['uses'])} (placeholders until they run)")
+    if "calls" in step:
+        line("inputs", _json_block(step["with"], pad))
+        for j, child in enumerate([*step["calls"], *step["finally"]], 1):
+            out += _step_block(child, f"{label.rstrip('.')}.{j}", indent + "   ")
+        return out
+    line("policy", _policy_text(step))
+    if step.get("poll"):
+        line("polls", _poll_text(step["poll"]))
+    line("request", _json_block(step["request"], pad))
+    if "with" in step:
+        line("with", _json_block(step["with"], pad))
+    for expression in step["assert"]:
+        line("assert", f"{expression} (after the step)")
+    return out
+
+
 def format_plan(data: dict[str, Any]) -> str:
     """The plan as text, one block per step."""
     rb = data["runbook"]
@@ -87,34 +125,13 @@ def format_plan(data: dict[str, Any]) -> str:
         if not all(s["set"] for s in data["secrets"]):
             out.append("          (a run stops at its pre-flight check until every secret is set, "
                        "unless --emulate)")
-    pad = " " * 13
     number = 0
     for section in ("steps", "finally"):
         if section == "finally" and data["finally"]:
             out += ["", "finally (always runs after the steps):"]
         for step in data[section]:
             number += 1
-            out.append("")
-            out.append(f"{number}. {step['id']}" + (f"  {step['name']}" if step["name"] else ""))
-            provider = step["provider"] if step["provider"] == step["provider_type"] \
-                else f"{step['provider']} ({step['provider_type']})"
-            out.append(f"   provider  {provider}" + (f": {step['endpoint']}" if step["endpoint"] else ""))
-            if step["headers"]:
-                out.append("   headers   " + ", ".join(f"{k}: {v}" for k, v in step["headers"].items()))
-            out.append(f"   dispatch  {step['dispatch']}")
-            if step.get("for_each"):
-                out.append(f"   for each  {_fan_out_text(step['for_each'])}")
-            out.append(f"   when      {_when_text(step['when'])}")
-            if step["uses"]:
-                out.append(f"   uses      {', '.join(step['uses'])} (placeholders until they run)")
-            out.append(f"   policy    {_policy_text(step)}")
-            if step.get("poll"):
-                out.append(f"   polls     {_poll_text(step['poll'])}")
-            out.append(f"   request   {_json_block(step['request'], pad)}")
-            if "with" in step:
-                out.append(f"   with      {_json_block(step['with'], pad)}")
-            for expression in step["assert"]:
-                out.append(f"   assert    {expression} (after the step)")
+            out += _step_block(step, f"{number}.", "")
     if data["outputs"]:
         out += ["", "outputs:"]
         width = max(len(k) for k in data["outputs"])
