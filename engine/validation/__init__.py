@@ -26,9 +26,7 @@ from engine.model import Runbook
 from engine.schemas import YAML11_BOOLEANS, suggest
 from engine.templating import Templates
 from engine.validation.build import build_runbook, built
-from engine.validation.calls import call_problems
 from engine.validation.common import label
-from engine.validation.inputs import input_problems
 from engine.validation.lint import lint_document
 from engine.validation.schema import runbook_problems, schema_problems
 from engine.validation.semantics import MAX_DURATION, semantic_problems
@@ -65,9 +63,13 @@ def check(doc: Document, templates: Templates, *, lint: bool = True, provided_va
                                           for section in ("steps", "finally")
                                           for step in _list(doc.data.get(section))):
         # the runbooks it calls, checked with it (``stack``: the chain of calls so far)
+        from engine.validation.calls import call_problems  # only a runbook that calls one
+
         problems += call_problems(doc, lambda child, stack: check(child, templates, lint=False, stack=stack),
                                   stack or (os.path.realpath(doc.source.file),))
-    if isinstance(doc.data, dict) and not problems:  # the inputs' shapes are the schema's
+    if isinstance(doc.data, dict) and doc.data.get("inputs") and not problems:  # shapes: the schema's
+        from engine.validation.inputs import input_problems  # only a runbook with inputs
+
         given = provided_vars if isinstance(provided_vars, Mapping) else None
         problems += input_problems(doc, given, strict=strict)
     if lint:

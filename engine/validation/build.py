@@ -7,7 +7,6 @@ from typing import Any
 
 from engine.loader import Document, SparseSourceMap, load_file
 from engine.model import CALL, PollPolicy, ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
-from engine.validation.calls import called_path
 
 __all__ = ["build_runbook", "built"]
 
@@ -45,6 +44,8 @@ def build_runbook(doc: Document, path: str) -> Runbook:
     def make(section: str, i: int, raw: dict[str, Any]) -> Step:
         child: Runbook | None = None
         if "runbook" in raw:  # a call: the called runbook, built too (it passed validation with this one)
+            from engine.validation.calls import called_path
+
             called = called_path(path, raw["runbook"])
             child = built(load_file(called), called)
             pname, style, target = CALL, CALL, raw["runbook"]
