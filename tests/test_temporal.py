@@ -90,12 +90,16 @@ def _comparable(manifest: dict[str, Any]) -> Any:
             return [walk(v) for v in value]
         return value
 
+    def ids(records: list[Any]) -> None:  # the emulator's ids are made from a counter
+        for step in records:
+            for record in [step, *step.get("items", [])]:
+                if isinstance(record.get("output"), dict):
+                    record["output"].pop("id", None)
+                ids(record.get("children") or [])
+
     out = walk(manifest)
     out["run"] = {k: v for k, v in manifest["run"].items() if k not in dropped | {"id", "executor"}}
-    for step in out["steps"]:  # the emulator's ids are made from a counter
-        for record in [step, *step.get("items", [])]:
-            if isinstance(record.get("output"), dict):
-                record["output"].pop("id", None)
+    ids(out["steps"])
     return out
 
 
@@ -393,3 +397,280 @@ def test_a_rate_limit_holds_across_workers(workers: Workers, tmp_path: Path, emu
     windows = [sum(1 for t in times[i:i + 60] if t - start < 1.0) for i, start in enumerate(times)]
     assert max(windows) <= 50, max(windows)
     print(f"1000 calls at 50/s over two workers: {times[-1] - times[0]:.1f} s, at most {max(windows)} in a second")
+
+
+def _history(workers: Workers, ident: str) -> list[Any]:
+    """The events of a workflow's history (``temporal workflow show``)."""
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "temporal"), "workflow", "show", "--workflow-id", ident,
+         "--address", workers.server.address, "--output", "json"],
+        capture_output=True, text=True, check=True).stdout
+    return list(json.loads(shown)["events"])
+
+
+LEAF = """\
+version: 1
+name: leaf
+inputs:
+  email: {type: string, required: true}
+  tier: {type: string, enum: [standard, vip], default: standard}
+steps:
+  - id: make
+    provider: membrane
+    dispatch: {key: create-contact}
+    input: {email: "{{ vars.email }}", tier: "{{ vars.tier }}"}
+finally:
+  - id: note
+    provider: membrane
+    dispatch: {key: note}
+    input: {status: "{{ run.status }}"}
+outputs:
+  contact: "{{ steps.make.output.email }}"
+"""
+
+MID = """\
+version: 1
+name: mid
+inputs:
+  who: {type: string, required: true}
+steps:
+  - id: leaf
+    runbook: ./leaf.yml
+    with: {email: "{{ vars.who }}", tier: vip}
+  - id: skipped
+    runbook: ./leaf.yml
+    when: "{{ vars.who == 'nobody' }}"
+    with: {email: x@example.com}
+outputs:
+  got: "{{ steps.leaf.output.contact }}"
+"""
+
+TOP = """\
+version: 1
+name: top
+vars: {people: [a@x.io, b@x.io]}
+steps:
+  - id: mid
+    runbook: ./lib/mid.yml
+    with: {who: ann@example.com}
+  - id: after
+    provider: membrane
+    dispatch: {key: after}
+    input: {got: "{{ steps.mid.output.got }}"}
+  - id: each
+    runbook: ./lib/leaf.yml
+    for_each: "{{ vars.people }}"
+    concurrency: 2
+    with: {email: "{{ item }}"}
+  - id: refused
+    runbook: ./lib/leaf.yml
+    with: {email: a@x.io, tier: "{{ 'gold' }}"}
+    continue_on_error: true
+finally:
+  - id: report
+    provider: membrane
+    dispatch: {key: report}
+    input: {got: "{{ steps.each.output | map(attribute='contact') | list }}"}
+outputs:
+  got: "{{ steps.mid.output.got }}"
+"""
+
+
+def test_calls_run_as_child_workflows_with_the_manifest_of_a_local_run(
+        workers: Workers, tmp_path: Path, emu: Any) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "leaf.yml").write_text(LEAF)
+    (tmp_path / "lib" / "mid.yml").write_text(MID)
+    (tmp_path / "top.yml").write_text(TOP)
+    env = {**workers.env, "MEMBRANE_TOKEN": "emulator-token"}
+    workers.start()
+    local = run_cli(["run", "top.yml", "--manifest", "local.json"], cwd=tmp_path, env=env)
+    assert local.code == 1, local.stdout + local.stderr  # the refused input (continue_on_error)
+    emu.reset()
+    submitted = workers.cli(["submit", "top.yml", "--wait", "--manifest", "temporal.json"], tmp_path)
+    assert submitted.code == 1, submitted.stdout + submitted.stderr
+    # mid's leaf, mid's finally... each item's leaf: every call's steps were sent, once
+    assert sorted(_keys(emu)) == sorted(["create-contact", "note", "after", "create-contact", "note",
+                                         "create-contact", "note", "report"])
+    on_temporal = check_manifest(json.loads((tmp_path / "temporal.json").read_text()))
+    here = check_manifest(json.loads((tmp_path / "local.json").read_text()))
+    assert _comparable(on_temporal) == _comparable(here)
+    mid = on_temporal["steps"][0]
+    assert mid["called"]["name"] == "mid" and mid["output"] == {"got": "ann@example.com"}
+    assert [(c["id"], c["status"]) for c in mid["children"]] == [("leaf", "succeeded"), ("skipped", "skipped")]
+    assert [(c["id"], c["status"]) for c in mid["children"][0]["children"]] == [("make", "succeeded"),
+                                                                                 ("note", "succeeded")]
+    assert [item["output"] for item in on_temporal["steps"][2]["items"]] == [{"contact": "a@x.io"},
+                                                                            {"contact": "b@x.io"}]
+    assert on_temporal["steps"][3]["error"]["message"] == "input 'tier': 'gold' is not one of standard, vip"
+    # each call was a child workflow of its caller, the same runbook workflow
+    ident = on_temporal["run"]["executor"]["workflow_id"]
+    started = [e for e in _history(workers, ident) if "startChildWorkflowExecutionInitiatedEventAttributes" in e]
+    assert sorted(e["startChildWorkflowExecutionInitiatedEventAttributes"]["workflowId"] for e in started) == [
+        f"{ident}/each/0", f"{ident}/each/1", f"{ident}/mid"]
+    child = "startChildWorkflowExecutionInitiatedEventAttributes"
+    nested = [e[child]["workflowId"] for e in _history(workers, f"{ident}/mid") if child in e]
+    assert nested == [f"{ident}/mid/leaf"]
+
+
+USES = """\
+version: 1
+name: uses
+inputs:
+  token: {type: string, required: true}
+  shout: {type: string, default: none}
+  who: {type: string, default: nobody}
+providers:
+  crm: {type: membrane}
+steps:
+  - id: echo
+    provider: crm
+    dispatch: {key: echo}
+    input: {plain: "{{ vars.token }}", shout: "{{ vars.shout }}", who: "{{ vars.who }}"}
+  - id: deeper
+    runbook: ./deep.yml
+    with: {secret: "{{ vars.token }}"}
+outputs:
+  got: "{{ steps.echo.output.plain }}"
+  who: "{{ steps.echo.output.who }}"
+"""
+
+DEEP = """\
+version: 1
+name: deep
+inputs:
+  secret: {type: string, required: true}
+steps:
+  - id: deep_echo
+    provider: membrane
+    dispatch: {key: deep-echo}
+    input: {again: "{{ vars.secret }}"}
+"""
+
+PASSES = """\
+version: 1
+name: passes
+steps:
+  - id: call
+    runbook: ./lib/uses.yml
+    with: {token: "{{ secrets.API_TOKEN }}", shout: "{{ secrets.API_TOKEN | upper }}", who: plain}
+  - id: each
+    runbook: ./lib/uses.yml
+    for_each: "{{ ['ann', 'bob'] }}"
+    with: {token: "{{ secrets.API_TOKEN }}", who: "{{ item }}"}
+outputs:
+  got: "{{ steps.call.output.got }}"
+  who: "{{ steps.each.output | map(attribute='who') | list }}"
+"""
+
+
+def test_no_secret_enters_history_when_with_passes_one_to_a_called_runbook(
+        workers: Workers, tmp_path: Path, emu: Any) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "uses.yml").write_text(USES)
+    (tmp_path / "lib" / "deep.yml").write_text(DEEP)
+    (tmp_path / "passes.yml").write_text(PASSES)
+    workers.start(API_TOKEN=SECRET)
+    emu.reset()
+    submitted = workers.cli(["submit", "passes.yml", "--wait", "--manifest", "m.json"], tmp_path)
+    assert submitted.code == 0, submitted.stdout + submitted.stderr
+    bodies = act_bodies(emu)
+    # the called runbooks' activities rendered the secret again, where they ran (three levels deep too)
+    echoed = [b["input"] for b in bodies if b["key"] == "echo"]
+    assert sorted(e["who"] for e in echoed) == ["ann", "bob", "plain"]
+    assert all(e["plain"] == SECRET for e in echoed)
+    assert next(e for e in echoed if e["who"] == "plain")["shout"] == SECRET.upper()
+    assert [b["input"] for b in bodies if b["key"] == "deep-echo"] == [{"again": SECRET}] * 3
+    manifest = check_manifest(json.loads((tmp_path / "m.json").read_text()))
+    assert manifest["outputs"] == {"got": "***", "who": ["ann", "bob"]}
+    ident = manifest["run"]["executor"]["workflow_id"]
+    texts = []
+    for workflow in (ident, f"{ident}/call", f"{ident}/call/deeper", f"{ident}/each/0", f"{ident}/each/1",
+                     f"{ident}/each/1/deeper"):
+        events = _history(workers, workflow)
+        assert events, workflow
+        texts.append(json.dumps(events))
+        texts += [base64.b64decode(blob).decode("utf-8", "replace") for blob in _payload_data(events)]
+    every = "\n".join(texts)
+    raw = SECRET.encode()
+    for form in (SECRET, SECRET.upper(), SECRET[::-1], SECRET[:12], base64.b64encode(raw).decode().rstrip("="),
+                 base64.urlsafe_b64encode(raw).decode().rstrip("=")):
+        assert form not in every, form
+    assert "***" in every
+    assert SECRET not in json.dumps(manifest)
+
+
+POLLS = """\
+version: 1
+name: polls
+vars: {ready_after: 2, timeout: 30s}
+providers:
+  crm: {type: membrane}
+steps:
+  - id: wait
+    provider: crm
+    dispatch: {key: job-status}
+    input: {job: "{{ vars.job }}", ready_after: "{{ vars.ready_after }}"}
+    until: "{{ steps.wait.output.status == 'done' }}"
+    poll: {interval: 200ms, timeout: 2s}
+  - id: fetch
+    provider: crm
+    dispatch: {key: fetch}
+    input: {url: "{{ steps.wait.output.url }}"}
+"""
+
+
+def test_a_poll_is_a_series_of_activities_with_the_manifest_of_a_local_run(
+        workers: Workers, tmp_path: Path, emu: Any) -> None:
+    (tmp_path / "polls.yml").write_text(POLLS)
+    workers.start()
+    emu.reset()
+    local = run_cli(["run", "polls.yml", "--var", "job=j1", "--manifest", "local.json"], cwd=tmp_path,
+                    env=workers.env)
+    assert local.code == 0, local.stdout + local.stderr
+    emu.reset()
+    submitted = workers.cli(["submit", "polls.yml", "--var", "job=j1", "--wait", "--manifest", "t.json"], tmp_path)
+    assert submitted.code == 0, submitted.stdout + submitted.stderr
+    assert _keys(emu) == ["job-status"] * 3 + ["fetch"]  # running, running, done: then the next step
+    manifest = check_manifest(json.loads((tmp_path / "t.json").read_text()))
+    assert _comparable(manifest) == _comparable(check_manifest(json.loads((tmp_path / "local.json").read_text())))
+    wait = manifest["steps"][0]
+    assert [a["number"] for a in wait["attempts"]] == [1, 2, 3]
+    assert wait["output"] == {"job": "j1", "status": "done", "asked": 3, "url": "https://files.example/j1.csv"}
+    # each poll its own activity, the workflow sleeping (a durable timer) between them
+    events = _history(workers, manifest["run"]["executor"]["workflow_id"])
+    scheduled = [e["activityTaskScheduledEventAttributes"]["activityType"]["name"] for e in events
+                 if "activityTaskScheduledEventAttributes" in e]
+    assert scheduled == ["runbook.step"] * 4
+    assert sum("timerStartedEventAttributes" in e for e in events) == 2
+
+    emu.reset()  # a poll whose until stays false fails as a local one does
+    late = workers.cli(["submit", "polls.yml", "--var", "job=j2", "--var", "ready_after=100", "--wait",
+                        "--manifest", "late.json"], tmp_path)
+    assert late.code == 1, late.stdout + late.stderr
+    wait = check_manifest(json.loads((tmp_path / "late.json").read_text()))["steps"][0]
+    polls = _keys(emu).count("job-status")
+    assert wait["status"] == "failed" and wait["error"]["type"] == "timeout" and 2 <= polls <= 11
+    assert [a["number"] for a in wait["attempts"]] == list(range(1, polls + 1))  # (the dev server's timers fire
+    # about a second apart at the least, so fewer polls fit in 2s than locally)
+    assert wait["error"]["message"] == (f"until {{{{ steps.wait.output.status == 'done' }}}} was still false after "
+                                        f"{polls} polls in 2s (poll timeout); its last value: false")
+    assert wait["error"]["location"].endswith("polls.yml:11:12")
+
+
+def test_a_poll_goes_on_after_its_worker_is_lost_between_polls(workers: Workers, tmp_path: Path, emu: Any) -> None:
+    (tmp_path / "polls.yml").write_text(POLLS.replace("interval: 200ms, timeout: 2s", "interval: 2s, timeout: 60s"))
+    emu.reset()
+    doomed = workers.start()
+    submit = subprocess.Popen([sys.executable, "-m", "engine", "submit", "polls.yml", "--var", "job=j3", "--wait",
+                               "--manifest", "m.json"], cwd=tmp_path, env=workers.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: "job-status" in _keys(emu), "the first poll")
+    doomed.kill()  # kill -9 while the workflow sleeps between polls: no worker holds the wait
+    doomed.wait()
+    workers.start()
+    out, err = submit.communicate(timeout=90)
+    assert submit.returncode == 0, out + err
+    assert _keys(emu) == ["job-status"] * 3 + ["fetch"]  # no poll lost, none sent twice
+    wait = check_manifest(json.loads((tmp_path / "m.json").read_text()))["steps"][0]
+    assert [a["number"] for a in wait["attempts"]] == [1, 2, 3] and wait["output"]["status"] == "done"

@@ -12,7 +12,8 @@ logic; :mod:`~engine.temporal.activities` runs each step or ``for_each`` item wi
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_TASK_QUEUE", "WORKFLOW", "STEP_ACTIVITY", "ITEMS_ACTIVITY", "OUTPUTS_ACTIVITY", "PREPARE_ACTIVITY"]
+__all__ = ["DEFAULT_TASK_QUEUE", "WORKFLOW", "STEP_ACTIVITY", "ITEMS_ACTIVITY", "OUTPUTS_ACTIVITY", "PREPARE_ACTIVITY",
+           "CALL_ACTIVITY"]
 
 #: The task queue a worker polls and ``submit`` starts workflows on, unless told otherwise.
 DEFAULT_TASK_QUEUE = "runbook"
@@ -21,3 +22,4 @@ STEP_ACTIVITY = "runbook.step"
 ITEMS_ACTIVITY = "runbook.items"
 OUTPUTS_ACTIVITY = "runbook.outputs"
 PREPARE_ACTIVITY = "runbook.prepare"
+CALL_ACTIVITY = "runbook.call"

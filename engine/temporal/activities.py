@@ -33,14 +33,14 @@ from temporalio.exceptions import ApplicationError
 # would otherwise bunch together (as engine.session does before step 1)
 import engine.providers._http  # noqa: F401
 from engine.errors import LocatedErrors
-from engine.executor import Executor
+from engine.executor import Executor, item_context
 from engine.manifest import item_record, scrubbed_line, step_record
-from engine.model import Attempt, ErrorType, Runbook, Status, Step, StepError, StepResult
+from engine.model import Attempt, ErrorType, PollPolicy, Runbook, Status, Step, StepError, StepResult
 from engine.preflight import Prepared, preflight
 from engine.rate_limit import Gate
 from engine.redaction import Redactor
 from engine.templating import Templates, iter_templates
-from engine.temporal import ITEMS_ACTIVITY, OUTPUTS_ACTIVITY, PREPARE_ACTIVITY, STEP_ACTIVITY
+from engine.temporal import CALL_ACTIVITY, ITEMS_ACTIVITY, OUTPUTS_ACTIVITY, PREPARE_ACTIVITY, STEP_ACTIVITY
 from engine.temporal.spec import rate_queue
 
 __all__ = ["Activities"]
@@ -49,9 +49,10 @@ T = TypeVar("T")
 
 #: The share of a provider's ``rate_limit`` that its task queue's server-side limit is set to: the
 #: server's token bucket holds a second's worth, so in any second it may dispatch twice its rate
-#: (the bucket and its refill); half the limit keeps every second under it, whatever the number
-#: of workers (at half the throughput: see the README).
-RATE_SHARE = 0.5
+#: (the bucket and its refill); under half the limit keeps every second under it, whatever the
+#: number of workers, with room for the jitter between dispatch and arrival (45%: at half, one
+#: second of a loaded test machine saw 51 arrivals for a limit of 50; see the README).
+RATE_SHARE = 0.45
 #: The share of it that one worker's own gate admits.
 GATE_SHARE = 0.96
 
@@ -143,7 +144,7 @@ class Activities:
 
     @property
     def all(self) -> list[Callable[..., Any]]:
-        return [self.step, self.items, self.outputs, self.prepare]
+        return [self.step, self.items, self.outputs, self.prepare, self.call]
 
     # -- the activities -------------------------------------------------------------------------
 
@@ -152,13 +153,45 @@ class Activities:
         """One step, or one item of a ``for_each`` step (``index`` set): its scrubbed record."""
         runbook, templates = await self._runbook(inp)
         step = _find(runbook, inp["step"])
+        callers = await self._callers(inp)
         info = activity.info()
         previous = info.heartbeat_details[0] if info.heartbeat_details else {}
-        if info.attempt > 1 and "timeout" not in step.retry.on:
-            # never sent twice unasked: the lost attempt may have sent it
+        if info.attempt > 1 and "timeout" not in step.retry.on and inp.get("poll") is None:
+            # never sent twice unasked: the lost attempt may have sent it (a poll is a read: sent again)
             return {"record": _record(_lost_result(step, previous, inp.get("index")), Redactor())}
-        return {"record": await self._threaded(lambda beat: self._run_step(runbook, templates, step, inp,
-                                                                           previous, info.attempt, beat))}
+        return await self._threaded(lambda beat: self._run_step(runbook, templates, step, inp, previous,
+                                                                info.attempt, beat, callers))
+
+    @activity.defn(name=CALL_ACTIVITY)
+    async def call(self, inp: dict[str, Any]) -> dict[str, Any]:
+        """The inputs of a step (or item) that calls a runbook: its ``with:`` rendered and checked,
+        scrubbed, with the names of those that held a secret (``sealed``: the called runbook's
+        activities render them again, from this step's definition and context, where they run);
+        or the step's record when it does not run (skipped, or an input refused)."""
+        runbook, templates = await self._runbook(inp)
+        step = _find(runbook, inp["step"])
+        callers = await self._callers(inp)
+
+        def run(beat: _Beat) -> dict[str, Any]:
+            context, learned = self._unsealed(inp, inp["context"], callers)
+            entry = self._prepare(runbook, templates, context)
+            if isinstance(entry, StepResult):
+                failed = _as_step(entry, step)
+                failed.index = inp.get("index")
+                return {"record": _record(failed, Redactor())}
+            redactor = entry.prepared.redactor
+            _teach(redactor, learned)
+            executor = self._executor(runbook, templates, entry, None, None)
+            if inp.get("index") is not None:
+                context = item_context(step, context, _items_of(executor, step, context, inp), inp["index"])
+            inputs = executor.call_inputs(step, context)
+            if isinstance(inputs, StepResult):
+                inputs.index = inp.get("index")
+                return {"record": _record(inputs, redactor)}
+            scrubbed = redactor.scrub(inputs)
+            return {"inputs": scrubbed, "sealed": sorted(name for name in inputs if scrubbed[name] != inputs[name])}
+
+        return await self._threaded(run)
 
     @activity.defn(name=PREPARE_ACTIVITY)
     async def prepare(self, inp: dict[str, Any]) -> None:
@@ -171,14 +204,17 @@ class Activities:
         secret: each item's activity renders them again), or the step's failed record."""
         runbook, templates = await self._runbook(inp)
         step = _find(runbook, inp["step"])
+        callers = await self._callers(inp)
 
         def run(beat: _Beat) -> dict[str, Any]:
-            entry = self._prepare(runbook, templates, inp["context"])
+            context, learned = self._unsealed(inp, inp["context"], callers)
+            entry = self._prepare(runbook, templates, context)
             if isinstance(entry, StepResult):
                 return _record(_as_step(entry, step), Redactor(), items=True)
-            executor = self._executor(runbook, templates, entry, None, None)
-            items = executor.items(step, inp["context"])
             redactor = entry.prepared.redactor
+            _teach(redactor, learned)
+            executor = self._executor(runbook, templates, entry, None, None)
+            items = executor.items(step, context)
             if isinstance(items, StepResult):
                 return _record(items, redactor, items=True)
             scrubbed = redactor.scrub(items)
@@ -190,14 +226,17 @@ class Activities:
     async def outputs(self, inp: dict[str, Any]) -> dict[str, Any]:
         """The runbook's outputs, rendered and scrubbed, and the error when they cannot be."""
         runbook, templates = await self._runbook(inp)
+        callers = await self._callers(inp)
 
         def run(beat: _Beat) -> dict[str, Any]:
-            entry = self._prepare(runbook, templates, inp["context"])
+            context, learned = self._unsealed(inp, inp["context"], callers)
+            entry = self._prepare(runbook, templates, context)
             if isinstance(entry, StepResult):
                 return {"outputs": {}, "error": entry.error.message if entry.error else None}
-            executor = self._executor(runbook, templates, entry, None, None)
-            outputs, error = executor.render_outputs(inp["context"], inp["run_failed"])
             redactor = entry.prepared.redactor
+            _teach(redactor, learned)
+            executor = self._executor(runbook, templates, entry, None, None)
+            outputs, error = executor.render_outputs(context, inp["run_failed"])
             return {"outputs": redactor.scrub(outputs), "error": redactor.text(error) if error else None}
 
         return await self._threaded(run)
@@ -205,18 +244,26 @@ class Activities:
     # -- parts ----------------------------------------------------------------------------------
 
     def _run_step(self, runbook: Runbook, templates: Templates, step: Step, inp: dict[str, Any],
-                  previous: Mapping[str, Any], attempt: int, beat: _Beat) -> dict[str, Any]:
+                  previous: Mapping[str, Any], attempt: int, beat: _Beat,
+                  callers: Mapping[str, tuple[Runbook, Templates]]) -> dict[str, Any]:
+        """One step or item, or one poll of a polling step (``inp["poll"]``): its scrubbed
+        record, and for a poll whether ``until`` was still false (``polling``)."""
         index = inp.get("index")
-        context = inp["context"]
+        context, learned = self._unsealed(inp, inp["context"], callers)
         entry = self._prepare(runbook, templates, context)
         if isinstance(entry, StepResult):
             failed = _as_step(entry, step)
             failed.index = index
-            return _record(failed, Redactor())
+            return {"record": _record(failed, Redactor())}
         redactor = beat.redactor = entry.prepared.redactor
+        _teach(redactor, learned)
         holder = StepResult(step, Status.RUNNING)
         earlier: list[Attempt] = []
         run_step = step
+        if inp.get("poll") is not None and step.poll is not None:
+            # one poll: the executor sends once (under the retry policy) and, while until is false,
+            # fails at once with its poll timeout, which the workflow tells from other failures
+            run_step = step._replace(poll=PollPolicy(max(step.poll.interval, 1.0), 0.0, step.poll.backoff))
         if attempt > 1:  # the step's retry.on names timeout: its attempts go on from the lost one's
             earlier = [Attempt(**a) for a in previous.get("attempts") or []]
             earlier.append(Attempt(len(earlier) + 1, previous.get("sending_at") or previous.get("started_at") or "",
@@ -228,12 +275,7 @@ class Activities:
             executor.run_step(run_step, context, deadline=deadline, result=holder)  # the heartbeat reads holder
             bug = executor.internal_error
         else:
-            if inp.get("rerender"):
-                items = executor.items(step, context)
-                item = items[index] if isinstance(items, list) and index < len(items) else None
-            else:
-                item = inp["item"]
-            holder, bug = executor.run_item(run_step, context, _Items(inp["count"], index, item), index,
+            holder, bug = executor.run_item(run_step, context, _items_of(executor, step, context, inp), index,
                                             deadline=deadline, result=holder)
         holder.step = step
         if earlier:
@@ -241,7 +283,51 @@ class Activities:
                                          for i, a in enumerate(holder.attempts)]
         if bug is not None:
             activity.logger.error("runbook step %s: internal error: %s", step.id, redactor.text(repr(bug)))
-        return _record(holder, redactor)
+        polling = (inp.get("poll") is not None and holder.status is Status.FAILED and holder.error is not None
+                   and holder.error.type is ErrorType.TIMEOUT and holder.error.location == _until_at(runbook, step))
+        return {"record": _record(holder, redactor), "polling": polling}
+
+    async def _callers(self, inp: Mapping[str, Any]) -> dict[str, tuple[Runbook, Templates]]:
+        """The runbooks that called this one with inputs that hold a secret (their ``with:`` is
+        rendered again here), by sha256: loaded from the texts in this workflow's input."""
+        found: dict[str, tuple[Runbook, Templates]] = {}
+        sealed = inp.get("sealed")
+        while sealed:
+            caller = sealed["caller"]
+            found[caller["sha256"]] = await self._runbook({**caller, "task_queue": inp["task_queue"]})
+            sealed = sealed.get("outer")
+        return found
+
+    def _unsealed(self, inp: Mapping[str, Any], context: Mapping[str, Any],
+                  callers: Mapping[str, tuple[Runbook, Templates]]) -> tuple[dict[str, Any], list[Any]]:
+        """``context`` with the real values of the inputs that hold a secret (history has them
+        scrubbed), and the values to teach the redactor."""
+        learned: list[Any] = []
+        if not inp.get("sealed"):
+            return dict(context), learned
+        variables = self._sealed_vars(inp["sealed"], context["vars"], callers, learned)
+        return {**context, "vars": variables}, learned
+
+    def _sealed_vars(self, sealed: Mapping[str, Any] | None, variables: Mapping[str, Any],
+                     callers: Mapping[str, tuple[Runbook, Templates]], learned: list[Any]) -> dict[str, Any]:
+        if not sealed:
+            return dict(variables)
+        caller = sealed["caller"]
+        runbook, templates = callers[caller["sha256"]]
+        step = _find(runbook, caller["step"])
+        context = dict(caller["context"])
+        context["vars"] = self._sealed_vars(sealed.get("outer"), context["vars"], callers, learned)
+        redactor = _Learning(learned)
+        executor = Executor(runbook, templates, environ=self.environ, providers={}, redactor=redactor)
+        if caller.get("index") is not None:
+            context = item_context(step, context, _items_of(executor, step, context, caller), caller["index"])
+        inputs = executor.call_inputs(step, context)
+        if isinstance(inputs, StepResult):
+            raise ApplicationError(f"the inputs of step {step.id!r} of {runbook.path} do not render again on this "
+                                   "worker", non_retryable=True)
+        real = {name: inputs[name] for name in sealed["names"] if name in inputs}
+        learned += list(real.values())
+        return {**variables, **real}
 
     def _executor(self, runbook: Runbook, templates: Templates, entry: _Prepared, beat: _Beat | None,
                   holder: StepResult | None) -> Executor:
@@ -283,8 +369,8 @@ class Activities:
             if cached is not None:
                 self._runbooks.move_to_end(sha)
                 return cached
-        text = await self._text(sha)
-        loaded = _load(text, inp["path"], sha)
+        text, files = await self._text(sha, inp["path"])
+        loaded = _load(text, inp["path"], sha, files)
         if self.on_rate_queue is not None:
             runbook = loaded[0]
             for name, spec in runbook.providers.items():
@@ -297,7 +383,9 @@ class Activities:
                 self._runbooks.popitem(last=False)
         return loaded
 
-    async def _text(self, sha: str) -> str:
+    async def _text(self, sha: str, path: str) -> tuple[str, dict[str, str]]:
+        """The text of the runbook at ``path`` and every text of its chain of calls, from the
+        workflow's input."""
         info = activity.info()
         if info.workflow_id is None:
             raise ApplicationError("a runbook activity runs in a runbook workflow", non_retryable=True)
@@ -307,7 +395,13 @@ class Activities:
             (job,) = await self.client.data_converter.decode(attributes.input.payloads)
             if not isinstance(job, dict) or not isinstance(job.get("text"), str):
                 break
-            return str(job["text"])
+            files: dict[str, str] = dict(job.get("files") or {})
+            text = files.get(path)
+            if text is None:
+                if path != job.get("runbook", {}).get("path"):
+                    break
+                text = str(job["text"])
+            return text, files
         raise ApplicationError(f"runbook {sha[:12]}: its text is not in the workflow's input", non_retryable=True)
 
     def _prepare(self, runbook: Runbook, templates: Templates, context: Mapping[str, Any]) -> _Prepared | StepResult:
@@ -347,8 +441,60 @@ def _find(runbook: Runbook, step_id: str) -> Step:
     raise ApplicationError(f"runbook {runbook.name!r} has no step {step_id!r}", non_retryable=True)
 
 
-def _load(text: str, path: str, sha: str) -> tuple[Runbook, Templates]:
-    """Load and check a runbook from its text (``submit`` checked it; this checks it was not changed)."""
+def _load(text: str, path: str, sha: str, files: Mapping[str, str] | None = None) -> tuple[Runbook, Templates]:
+    """Load and check a runbook from its text (``submit`` checked it; this checks it was not changed).
+
+    A runbook that calls others is checked and built with them, which reads them as files: the
+    texts of its chain of calls (``files``, by path as ``submit`` saw them) are written to a
+    private folder, laid out as they were, loaded from there and the paths set back."""
+    if not any(other != path for other in files or {}):
+        return _load_here(text, path, sha)
+    import shutil
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="runbook-calls-")
+    try:
+        assert files is not None
+        up = max((_ups(p) for p in files), default=0)
+        base = os.path.join(root, *(["_"] * up))
+
+        def place(name: str) -> str:
+            return os.path.join(root, name.lstrip("/")) if os.path.isabs(name) else os.path.join(base, name)
+
+        for name, body in {**files, path: text}.items():
+            target = place(name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "w", encoding="utf-8") as fh:
+                fh.write(body)
+        runbook, templates = _load_here(text, place(path), sha)
+        return _repathed(runbook, path), templates
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _ups(path: str) -> int:
+    """How many leading ``..`` a relative path has."""
+    parts = os.path.normpath(path).split(os.sep)
+    count = 0
+    while count < len(parts) and parts[count] == "..":
+        count += 1
+    return count
+
+
+def _repathed(runbook: Runbook, path: str) -> Runbook:
+    """``runbook`` (and the runbooks it calls) with the paths ``submit`` saw."""
+    from engine.validation.calls import called_path
+
+    def step(s: Step) -> Step:
+        if s.child is None:
+            return s
+        return s._replace(child=_repathed(s.child, called_path(path, s.target)))
+
+    return runbook._replace(path=path, steps=tuple(step(s) for s in runbook.steps),
+                            finally_steps=tuple(step(s) for s in runbook.finally_steps))
+
+
+def _load_here(text: str, path: str, sha: str) -> tuple[Runbook, Templates]:
     from engine.loader import load_text
     from engine.validation import check
     from engine.validation.build import built
@@ -366,6 +512,41 @@ def _load(text: str, path: str, sha: str) -> tuple[Runbook, Templates]:
         raise ApplicationError(f"runbook {path}: sha256 {runbook.sha256[:12]}, expected {sha[:12]}",
                                non_retryable=True)
     return runbook, templates
+
+
+class _Learning(Redactor):
+    """A redactor that keeps what it learns (to teach it to another)."""
+
+    def __init__(self, learned: list[Any]) -> None:
+        super().__init__()
+        self.learned = learned
+
+    def add(self, value: Any) -> None:
+        self.learned.append(value)
+        super().add(value)
+
+
+def _teach(redactor: Redactor, values: list[Any]) -> None:
+    for value in values:
+        redactor.add(value)
+
+
+def _items_of(executor: Executor, step: Step, context: Mapping[str, Any], inp: Mapping[str, Any]) -> list[Any]:
+    """The items of a ``for_each`` step as one item's activity sees them: the one it was given, or
+    (when the items hold a secret, so history holds none) the items rendered again."""
+    index = inp["index"]
+    if inp.get("rerender"):
+        items = executor.items(step, context)
+        item = items[index] if isinstance(items, list) and index < len(items) else None
+    else:
+        item = inp["item"]
+    return _Items(inp["count"], index, item)
+
+
+def _until_at(runbook: Runbook, step: Step) -> str:
+    """Where a step's ``until`` is, as the executor locates its poll timeout."""
+    line, col, note = runbook.source.locate(step.path + ("until",))
+    return f"{runbook.path}:{line}:{col}{note}"
 
 
 def _as_step(result: StepResult, step: Step) -> StepResult:

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, cast
 
-from engine.model import RetryPolicy, Runbook, Step
+from engine.errors import RunbookError
+from engine.model import PollPolicy, RetryPolicy, Runbook, Step
 from engine.templating import Templates, iter_templates, step_templates
 
-__all__ = ["job", "skeleton_runbook", "step_refs", "stamp", "activity_options", "rate_queue",
+__all__ = ["job", "called_texts", "skeleton_runbook", "step_refs", "stamp", "activity_options", "rate_queue",
            "HEARTBEAT_TIMEOUT", "referenced"]
 
 #: How long a worker may stay silent before Temporal takes it for lost (seconds).
@@ -27,6 +28,9 @@ HEARTBEAT_TIMEOUT = 10.0
 #: Added to the time a step may take before Temporal's own timeout fires, so that the executor's
 #: timeout (a typed error recorded as an attempt) always comes first.
 GRACE = 30.0
+#: How often Temporal runs one poll of a polling step (an activity) when its worker is lost: a poll
+#: re-sends a read, so it is sent again on another worker.
+POLL_ACTIVITY_ATTEMPTS = 3
 
 
 def stamp(moment: datetime) -> str:
@@ -97,7 +101,7 @@ def activity_options(step: Step) -> dict[str, Any]:
 
 def _step_data(step: Step, templates: Templates, runbook: Runbook, task_queue: str) -> dict[str, Any]:
     policy = step.retry
-    return {
+    data: dict[str, Any] = {
         "id": step.id, "name": step.name, "provider": step.provider, "provider_type": step.provider_type,
         "style": step.style, "timeout": step.timeout, "step_timeout": step.step_timeout,
         "retry": {**policy._asdict(), "on": sorted(policy.on)},
@@ -109,6 +113,16 @@ def _step_data(step: Step, templates: Templates, runbook: Runbook, task_queue: s
         "queue": rate_queue(task_queue, runbook, step.provider),
         "line": _line(runbook, step),
     }
+    if step.poll is not None:  # the workflow polls: one activity per poll, sleeping between them
+        data["poll"] = step.poll._asdict()
+        data["options"]["maximum_attempts"] = max(data["options"]["maximum_attempts"], POLL_ACTIVITY_ATTEMPTS)
+    if step.child is not None:  # a call: a child workflow runs the called runbook's skeleton
+        line, col, note = runbook.source.locate(step.path + ("runbook",))
+        data["call"] = {"runbook": _skeleton(step.child, templates, task_queue),
+                        "vars": dict(step.child.vars),
+                        "called": {"path": step.child.path, "name": step.child.name, "sha256": step.child.sha256},
+                        "location": f"{runbook.path}:{line}:{col}{note}"}
+    return data
 
 
 def _line(runbook: Runbook, step: Step) -> int | None:
@@ -127,6 +141,8 @@ def _step(data: Mapping[str, Any]) -> Step:
         is_finally=data["is_finally"], step_timeout=data["step_timeout"],
         for_each=True if data["for_each"] else None, item_name=data["item_name"],
         concurrency=data["concurrency"], fail_fast=data["fail_fast"],
+        until=True if data.get("poll") else None,
+        poll=PollPolicy(**data["poll"]) if data.get("poll") else None,
     )
 
 
@@ -139,19 +155,53 @@ def skeleton_runbook(data: Mapping[str, Any]) -> Runbook:
     )
 
 
+def _skeleton(runbook: Runbook, templates: Templates, task_queue: str) -> dict[str, Any]:
+    return {
+        "path": runbook.path, "name": runbook.name, "sha256": runbook.sha256,
+        "run_timeout": runbook.run_timeout,
+        "steps": [_step_data(s, templates, runbook, task_queue) for s in runbook.steps],
+        "finally": [_step_data(s, templates, runbook, task_queue) for s in runbook.finally_steps],
+        "outputs": bool(runbook.outputs), "outputs_refs": _outputs_refs(runbook, templates),
+    }
+
+
+def called_texts(runbook: Runbook) -> dict[str, str]:
+    """The text of every runbook ``runbook`` calls (recursively), by path: what a worker loads
+    them from (it may not have the files). Read again here, and refused if changed since checked."""
+    found: dict[str, str] = {}
+    pending = [s.child for s in runbook.steps + runbook.finally_steps if s.child is not None]
+    while pending:
+        child = pending.pop()
+        if child.path in found:
+            continue
+        try:
+            with open(child.path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise RunbookError(f"the called runbook {child.path}: cannot read it: {exc.strerror or exc}") from None
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() != child.sha256:
+            raise RunbookError(f"the called runbook {child.path} changed while it was checked: submit again")
+        found[child.path] = text
+        pending += [s.child for s in child.steps + child.finally_steps if s.child is not None]
+    return found
+
+
 def job(runbook: Runbook, templates: Templates, text: str, *, vars: Mapping[str, Any], task_queue: str,
         git: Mapping[str, Any] | None, batch: str, key: str, heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         ) -> dict[str, Any]:
-    """The input of one run's workflow (JSON data; no secret: templates are not rendered here)."""
+    """The input of one run's workflow (JSON data; no secret: templates are not rendered here).
+
+    ``files`` holds the text of every runbook of the chain of calls, this one's too, by path
+    (empty when it calls none):
+    each called runbook's child workflow gets them all (its activities load the runbook it runs
+    and, to render again an input that holds a secret, the caller's)."""
+    files = called_texts(runbook)
+    if files:  # (a runbook that calls none has only its text)
+        files[runbook.path] = text
     return {
-        "runbook": {
-            "path": runbook.path, "name": runbook.name, "sha256": runbook.sha256,
-            "run_timeout": runbook.run_timeout,
-            "steps": [_step_data(s, templates, runbook, task_queue) for s in runbook.steps],
-            "finally": [_step_data(s, templates, runbook, task_queue) for s in runbook.finally_steps],
-            "outputs": bool(runbook.outputs), "outputs_refs": _outputs_refs(runbook, templates),
-        },
+        "runbook": _skeleton(runbook, templates, task_queue),
         "text": text,
+        "files": files,
         "vars": dict(vars),
         "git": dict(git) if git is not None else None,
         "task_queue": task_queue,

@@ -21,13 +21,20 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from engine.conductor import Conductor, FanOut
     from engine.manifest import header, item_record, step_record
     from engine.model import Attempt, ErrorType, Status, Step, StepError, StepResult
-    from engine.temporal import ITEMS_ACTIVITY, OUTPUTS_ACTIVITY, PREPARE_ACTIVITY, STEP_ACTIVITY, WORKFLOW
+    from engine.temporal import (
+        CALL_ACTIVITY,
+        ITEMS_ACTIVITY,
+        OUTPUTS_ACTIVITY,
+        PREPARE_ACTIVITY,
+        STEP_ACTIVITY,
+        WORKFLOW,
+    )
     from engine.temporal.spec import referenced, skeleton_runbook, stamp
 
 __all__ = ["RunbookWorkflow", "LOST"]
@@ -116,11 +123,18 @@ class RunbookWorkflow:
         run_id = f"{begun:%Y%m%dT%H%M%SZ}-{workflow.random().getrandbits(24):06x}"
         started_at = stamp(begun)
         run_info: dict[str, Any] = {"id": run_id, "started_at": started_at, "dry_run": False}
+        if job.get("run") is not None:  # a called runbook's: the same run as its caller's
+            run_info = dict(job["run"])
+            run_id, started_at = run_info["id"], run_info["started_at"]
+        self._run_info = dict(run_info)
         manifest = header(run_id, started_at, runbook.path, runbook.name, runbook.sha256,
                           job["vars"], job["git"])
         manifest["run"]["executor"] = {"type": "temporal", "workflow_id": info.workflow_id, "run_id": info.run_id}
         self._manifest = manifest
         deadline = begun + timedelta(seconds=runbook.run_timeout) if runbook.run_timeout is not None else None
+        if job.get("deadline_in") is not None:  # a called runbook's: its caller's time, and the call's
+            given = begun + timedelta(seconds=job["deadline_in"])
+            deadline = given if deadline is None else min(deadline, given)
 
         if any(s["queue"] for s in self._steps.values()):
             # a worker that loads the runbook polls its rate-limited providers' task queues
@@ -131,16 +145,23 @@ class RunbookWorkflow:
             step = work.step
             self._current = step.id
             step_deadline = None if conductor.in_finally else deadline
+            data = self._steps[step.id]
             if not work.runs:
                 record = step_record(StepResult(step, Status.NOT_RUN))
             elif step.for_each is not None:
                 record = await self._fan_out(step, work.context, step_deadline)
+            elif "call" in data:
+                record = await self._call(step, {"context": self._context(step, work.context)}, step_deadline)
+            elif "poll" in data:
+                record = await self._poll(step, {"context": self._context(step, work.context)}, step_deadline)
             else:
                 record = await self._activity(step, STEP_ACTIVITY, {"context": self._context(step, work.context)},
                                               step_deadline)
-            line = self._steps[step.id].get("line")
+            line = data.get("line")
             if line is not None:
                 record["line"] = line
+            if "call" in data:
+                record["called"] = data["call"]["called"]
             status = Status(record["status"])
             error = record.get("error") or {}
             conductor.position += 1
@@ -178,13 +199,22 @@ class RunbookWorkflow:
         return {**context, "steps": referenced(context["steps"], self._steps[step.id]["refs"])}
 
     def _input(self, step: Step | None, fields: dict[str, Any]) -> dict[str, Any]:
-        return {"sha256": self._job["runbook"]["sha256"], "path": self._job["runbook"]["path"],
-                "task_queue": self._job["task_queue"], "step": step.id if step is not None else None, **fields}
+        inp = {"sha256": self._job["runbook"]["sha256"], "path": self._job["runbook"]["path"],
+               "task_queue": self._job["task_queue"], "step": step.id if step is not None else None, **fields}
+        if self._job.get("sealed"):  # inputs that hold a secret: the activity renders them again
+            inp["sealed"] = self._job["sealed"]
+        return inp
 
     async def _activity(self, step: Step, name: str, fields: dict[str, Any],
                         deadline: Any, index: int | None = None) -> dict[str, Any]:
         """Run one step (or item) as an activity; its record, or ``interrupted`` when its worker
         was lost (and, unless ``retry.on`` names ``timeout``, it was not sent again)."""
+        record: dict[str, Any] = (await self._execute(step, name, fields, deadline, index))["record"]
+        return record
+
+    async def _execute(self, step: Step, name: str, fields: dict[str, Any],
+                       deadline: Any, index: int | None = None) -> dict[str, Any]:
+        """Run one activity of a step (or item): its answer, or ``{"record": ...}`` of its failure."""
         data = self._steps[step.id]
         options = data["options"]
         left = (deadline - workflow.now()).total_seconds() if deadline is not None else None
@@ -200,8 +230,107 @@ class RunbookWorkflow:
                                          initial_interval=timedelta(milliseconds=100), backoff_coefficient=1.0),
             )
         except ActivityError as exc:
+            return {"record": self._failed(step, exc, index)}
+        out: dict[str, Any] = answer
+        return out
+
+    async def _poll(self, step: Step, fields: dict[str, Any], deadline: Any,
+                    index: int | None = None) -> dict[str, Any]:
+        """A step with ``until`` + ``poll``: one activity per poll (the same request, sent again),
+        ``workflow.sleep`` between them, so a poll survives the loss of its worker and a long
+        wait holds no worker. Every poll's attempts are the step's, numbered on."""
+        policy = self._steps[step.id]["poll"]
+        begun, wait = workflow.now(), float(policy["interval"])
+        attempts: list[dict[str, Any]] = []
+        first: dict[str, Any] | None = None
+        while True:
+            answer = await self._execute(step, STEP_ACTIVITY, {**fields, "poll": {"polls": len(attempts)}},
+                                         deadline, index)
+            record: dict[str, Any] = answer["record"]
+            first = first or record
+            attempts += [{**a, "number": len(attempts) + i + 1} for i, a in enumerate(record.get("attempts") or [])]
+            record["attempts"] = attempts
+            if not answer.get("polling"):  # until is true, or the step failed otherwise
+                break
+            if (workflow.now() - begun).total_seconds() + wait > policy["timeout"]:
+                message = record["error"]["message"]
+                head, _, rest = message.partition(" was still false after ")
+                _, _, value = rest.partition("; its last value: ")
+                record["error"]["message"] = (f"{head} was still false after {len(attempts)} polls in "
+                                              f"{policy['timeout']:g}s (poll timeout); its last value: {value}")
+                break
+            await workflow.sleep(wait)
+            if policy["backoff"] == "exponential":
+                wait *= 2
+        record["started_at"] = first.get("started_at")
+        if record.get("finished_at") is not None:
+            record["duration_ms"] = int((workflow.now() - begun).total_seconds() * 1000)
+        return record
+
+    async def _call(self, step: Step, fields: dict[str, Any], deadline: Any,
+                    index: int | None = None) -> dict[str, Any]:
+        """A step (or item) that calls a runbook: its ``with:`` rendered in an activity (where the
+        secrets are; what it returns is scrubbed), then a child workflow running the called
+        runbook, whose steps are the record's ``children`` and whose outputs its ``output``."""
+        call = self._steps[step.id]["call"]
+        try:
+            answer = await workflow.execute_activity(
+                CALL_ACTIVITY, self._input(step, fields), task_queue=self._job["task_queue"],
+                start_to_close_timeout=timedelta(minutes=1), heartbeat_timeout=_seconds(self._job["heartbeat_timeout"]),
+                retry_policy=RetryPolicy(maximum_attempts=3))  # it renders, and sends nothing
+        except ActivityError as exc:
             return self._failed(step, exc, index)
-        record: dict[str, Any] = answer["record"]
+        if "record" in answer:  # skipped by its when, or its with: refused: nothing of it was sent
+            record: dict[str, Any] = answer["record"]
+            return record
+        begun = workflow.now()
+        limit = step.step_timeout or step.timeout  # either bounds the whole call
+        if limit:
+            deadline = begun + timedelta(seconds=limit) if deadline is None else min(deadline, begun + timedelta(
+                seconds=limit))
+        path = call["runbook"]["path"]
+        sealed = None
+        if answer["sealed"]:
+            sealed = {"names": answer["sealed"], "outer": self._job.get("sealed"),
+                      "caller": {"sha256": self._job["runbook"]["sha256"], "path": self._job["runbook"]["path"],
+                                 "step": step.id, **fields}}
+        child = {
+            "runbook": call["runbook"], "text": self._job["files"][path], "files": self._job["files"],
+            "vars": {**call["vars"], **answer["inputs"]}, "git": None, "task_queue": self._job["task_queue"],
+            "batch": self._job["batch"], "key": self._job["key"], "heartbeat_timeout": self._job["heartbeat_timeout"],
+            "run": self._run_info, "sealed": sealed,
+            "deadline_in": (deadline - begun).total_seconds() if deadline is not None else None,
+        }
+        ident = f"{workflow.info().workflow_id}/{step.id}" + (f"/{index}" if index is not None else "")
+        result = StepResult(step, Status.RUNNING, started_at=stamp(begun))
+        result.index = index
+        try:
+            manifest = await workflow.execute_child_workflow(WORKFLOW, child, id=ident,
+                                                             task_queue=self._job["task_queue"])
+        except ChildWorkflowError as exc:
+            result.status = Status.FAILED
+            result.error = StepError(ErrorType.INTERNAL,
+                                     f"the called runbook {path} did not finish: {exc.cause or exc}")
+            manifest = {"steps": [], "outputs": None, "run": {}}
+        else:
+            result.status = Status(manifest["run"]["status"])
+            result.output = manifest["outputs"]
+            error = manifest["run"].get("error")
+            if result.status is Status.FAILED:
+                kind = ErrorType.INTERNAL if _internal(manifest["steps"]) else ErrorType.ACTION_FAILED
+                result.error = StepError(kind, f"the called runbook {path} failed" + (f": {error}" if error else ""),
+                                         location=call["location"])
+            elif result.status is Status.INTERRUPTED:
+                result.error = StepError(ErrorType.INTERRUPTED, f"interrupted in the called runbook {path}")
+        finished = workflow.now()
+        result.finished_at = stamp(finished)
+        result.duration_ms = int((finished - begun).total_seconds() * 1000)
+        if index is None:
+            record = step_record(result)
+            record["children"] = manifest["steps"]
+        else:  # an item's steps are recorded as a local run keeps them (without lines or called)
+            record = item_record(result)
+            record["children"] = _collected(manifest["steps"])
         return record
 
     def _failed(self, step: Step, exc: ActivityError, index: int | None) -> dict[str, Any]:
@@ -244,7 +373,10 @@ class RunbookWorkflow:
             for index in fan.ready():
                 fields = {"context": context, "index": index, "count": count,
                           "item": items[index] if items is not None else None, "rerender": items is None}
-                task = asyncio.ensure_future(self._activity(step, STEP_ACTIVITY, fields, deadline, index))
+                data = self._steps[step.id]
+                run = self._call if "call" in data else self._poll if "poll" in data else None
+                task = asyncio.ensure_future(run(step, fields, deadline, index) if run is not None else
+                                             self._activity(step, STEP_ACTIVITY, fields, deadline, index))
                 pending[task] = index
             if pending:
                 done, _ = await workflow.wait(list(pending), return_when=asyncio.FIRST_COMPLETED)
@@ -264,6 +396,31 @@ class RunbookWorkflow:
         record = step_record(fan.result(started, stamp(finished), int((finished - begun).total_seconds() * 1000)))
         record["items"] = sorted(records, key=lambda item: item["index"])
         return record
+
+
+def _internal(records: list[dict[str, Any]]) -> bool:
+    """Whether a called runbook's steps (at any depth) met a bug: the call is then ``internal`` too."""
+    for record in records:
+        if (record.get("error") or {}).get("type") == ErrorType.INTERNAL.value:
+            return True
+        if _internal(record.get("children") or []) or _internal(record.get("items") or []):
+            return True
+    return False
+
+
+def _collected(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of an item's called runbook as a local run collects them (its
+    ``CollectedSteps``: no ``line``, no ``called``), at every depth."""
+    out = []
+    for record in records:
+        record = {k: v for k, v in record.items() if k not in ("line", "called")}
+        if "children" in record:
+            record["children"] = _collected(record["children"])
+        for item in record.get("items") or []:
+            if "children" in item:
+                item["children"] = _collected(item["children"])
+        out.append(record)
+    return out
 
 
 def _seconds(value: float | None) -> timedelta | None:
