@@ -23,10 +23,11 @@ __all__ = ["conforms", "predicate", "Same"]
 Check = Callable[[Any], bool]
 
 #: Keywords that say nothing about validity. ``x-messages`` is runbook's own: how a failure of a
-#: keyword of that schema is worded (:func:`engine.schemas.schema_messages`).
+#: keyword of that schema is worded (:func:`engine.schemas.schema_messages`); ``errorMessage`` is
+#: yaml-language-server's (an editor's wording of the same failure).
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "$defs", "title", "description",
                           "examples", "default", "format", "deprecated", "readOnly", "writeOnly",
-                          "x-messages"})
+                          "x-messages", "errorMessage"})
 _KEYWORDS = frozenset({"type", "enum", "const", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
                        "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
                        "exclusiveMaximum", "items", "minItems", "maxItems", "properties",

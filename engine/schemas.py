@@ -60,16 +60,22 @@ def _inline_refs(node: Any, defs: dict[str, Any], expanding: frozenset[str] = fr
     """``node`` with every local ``#/$defs/X`` reference replaced by its definition, except a
     reference inside its own definition (a manifest step holds its called runbook's steps),
     which stays a reference for jsonschema to resolve against the ``$defs`` kept at the top.
+    A reference beside other keywords (a property's own title and description, which editors
+    show instead of the definition's) becomes the first schema of an ``allOf``, as it means.
 
     It spares jsonschema a reference lookup per step and property (a third of validation time).
     """
     if isinstance(node, dict):
         ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/") and len(node) == 1:
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
             name = ref[len("#/$defs/"):]
             if name in expanding:
                 return node
-            return _inline_refs(defs[name], defs, expanding | {name})
+            if len(node) == 1:
+                return _inline_refs(defs[name], defs, expanding | {name})
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            rest["allOf"] = [{"$ref": ref}, *rest.get("allOf", ())]
+            return _inline_refs(rest, defs, expanding)
         return {k: _inline_refs(v, defs, expanding) for k, v in node.items() if k != "$defs"}
     if isinstance(node, list):
         return [_inline_refs(v, defs, expanding) for v in node]
@@ -149,10 +155,16 @@ def bool_fix(word: str) -> str:
 
 def suggest(word: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when a candidate is close to ``word``, else ``""``."""
+    match = _close(word, candidates)
+    return f" (did you mean {match!r}?)" if match is not None else ""
+
+
+def _close(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``word``, if one is close enough."""
     import difflib  # only a runbook with a mistake needs it
 
     match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    return match[0] if match else None
 
 
 def _kind(value: Any) -> str:
@@ -201,12 +213,61 @@ def schema_messages(
     ``written`` is how each scalar was written in the file, for the hint to quote it;
     errors about a value ``skip`` accepts (a template, checked once rendered) are left out.
     """
+    errors = [err for err in schema_checker.iter_errors(instance) if skip is None or not skip(err.instance)]
+    meant = _meant_keys(errors)
     found: list[SchemaMessage] = []
-    for err in schema_checker.iter_errors(instance):
-        if skip is not None and skip(err.instance):
-            continue
-        found.extend(_describe(err, base + tuple(err.absolute_path), written or {}))
+    for err in errors:
+        at = tuple(err.absolute_path)
+        if at in meant and _missing_keys(err, schema_checker.schema) & meant[at]:
+            continue  # the unknown key there is this missing one misspelt: its message says so
+        found.extend(_describe(err, base + at, written or {}))
     return found
+
+
+def _meant_keys(errors: list[ValidationError]) -> dict[tuple[Any, ...], set[str]]:
+    """Per mapping, the known keys its unknown keys look like misspellings of (``provder``: provider)."""
+    meant: dict[tuple[Any, ...], set[str]] = {}
+    for err in errors:
+        if err.validator != "additionalProperties" or not isinstance(err.schema, Mapping):
+            continue
+        if isinstance(err.instance, dict):
+            allowed = list(err.schema.get("properties", {}))
+            for key in err.instance:
+                if key not in allowed and (match := _close(str(key), allowed)) is not None:
+                    meant.setdefault(tuple(err.absolute_path), set()).add(match)
+    return meant
+
+
+def _missing_keys(err: ValidationError, root: Any) -> set[str]:
+    """The keys whose absence is all that ``err`` is about: a ``required`` one's missing keys (and,
+    in an ``else``, the keys its ``if`` asks for), a ``oneOf``/``anyOf`` of ``required``
+    branches none of which is there; else none."""
+    value = err.instance
+    if not isinstance(value, dict):
+        return set()
+    if err.validator == "required" and isinstance(err.validator_value, list):
+        missing = {key for key in err.validator_value if key not in value}
+        where = list(err.absolute_schema_path)[:-1]
+        if where and where[-1] == "else":
+            try:
+                condition = root
+                for part in where[:-1]:
+                    condition = condition[part]
+                condition = condition["if"]
+            except (KeyError, IndexError, TypeError):
+                return missing
+            if isinstance(condition, dict):  # a step's runbook: decides whether it needs a provider
+                missing |= set(condition.get("required", ()))
+        return missing
+    if err.validator in ("oneOf", "anyOf") and isinstance(err.validator_value, list):
+        keys: set[str] = set()
+        for branch in err.validator_value:
+            required = branch.get("required") if isinstance(branch, dict) else None
+            if not required:
+                return set()  # a branch that asks for no key: not only a matter of absence
+            keys.update(required)
+        return keys if not keys & value.keys() else set()
+    return set()
 
 
 def _describe(err: ValidationError, path: Path, written: Mapping[Path, str]) -> list[SchemaMessage]:

@@ -71,6 +71,13 @@ def test_agrees_with_jsonschema_on_mutated_documents(name: str) -> None:
     assert disagreements == 0, f"{disagreements} of {checked} valid documents sent to jsonschema"
 
 
+def test_a_reference_beside_a_propertys_help_is_inlined_as_an_all_of() -> None:
+    run_timeout = validator("runbook.schema.json").schema["properties"]["run_timeout"]
+    assert "$ref" not in json.dumps(run_timeout)
+    assert run_timeout["title"] == "Run timeout" and run_timeout["allOf"][0]["pattern"]
+    assert conforms(run_timeout, "30s") and not conforms(run_timeout, "soon")
+
+
 def test_every_example_conforms_without_jsonschema() -> None:
     for doc in documents():
         name = "manifest.schema.json" if "manifest_version" in doc else "runbook.schema.json"
@@ -131,6 +138,18 @@ def test_every_example_conforms_without_jsonschema() -> None:
         ({"anyOf": [{"type": "string"}, {"pattern": "("}]}, "x", True),
         ({"type": ["string", "uuid"]}, 3, False),
         ({"additionalProperties": False, "patternProperties": {"^a": {}}}, {"ab": 1}, False),
+        # errorMessage is yaml-language-server's wording: an annotation
+        ({"required": ["a"], "errorMessage": "needs a"}, {"a": 1}, True),
+        ({"required": ["a"], "errorMessage": "needs a"}, {}, False),
+        # exactly one of two keys (a dispatch style), as oneOf of required and false properties
+        ({"oneOf": [{"required": ["a"], "allOf": [{"properties": {"b": False}}]},
+                    {"required": ["b"], "allOf": [{"properties": {"a": False}}]}]}, {"a": 1}, True),
+        ({"oneOf": [{"required": ["a"], "allOf": [{"properties": {"b": False}}]},
+                    {"required": ["b"], "allOf": [{"properties": {"a": False}}]}]}, {"a": 1, "b": 2}, False),
+        ({"oneOf": [{"required": ["a"], "allOf": [{"properties": {"b": False}}]},
+                    {"required": ["b"], "allOf": [{"properties": {"a": False}}]}]}, {}, False),
+        # a reference is left to jsonschema (engine.schemas inlines the local ones first)
+        ({"$ref": "#/$defs/x", "$defs": {"x": {"type": "string"}}}, "s", False),
         # prefixItems changes what items means: never decide a "not" on items alone
         ({"not": {"items": {"type": "string"}, "prefixItems": [{"type": "integer"}]}}, [1], False),
     ],

@@ -226,12 +226,15 @@ def test_unknown_and_missing_keys_point_at_the_key() -> None:
 
     schema = {"type": "object", "required": ["name"], "additionalProperties": False,
               "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}
-    found = schema_messages(checker(schema), {"nmae": "x", "count": "3"}, ("p",), written={("p", "count"): "3"})
+    found = schema_messages(checker(schema), {"label": "x", "count": "3"}, ("p",), written={("p", "count"): "3"})
     assert sorted((m.field, m.text, m.at, m.key) for m in found) == [
         (("p",), "missing required key 'name'", ("p",), False),
-        (("p",), "unknown key 'nmae' (did you mean 'name'?)", ("p", "nmae"), True),
+        (("p",), "unknown key 'label'", ("p", "label"), True),
         (("p", "count"), "expected an integer, got a string", ("p", "count"), False),
     ]
+    # a misspelt required key is one mistake, one message (issue 16)
+    typo = schema_messages(checker(schema), {"nmae": "x"}, ("p",))
+    assert [(m.text, m.at) for m in typo] == [("unknown key 'nmae' (did you mean 'name'?)", ("p", "nmae"))]
 
 
 def test_every_message_annotation_names_a_keyword_of_its_schema() -> None:

@@ -109,13 +109,14 @@ def as_provider_class(name: str, cls: Any) -> type[Provider]:
 def type_info(name: str) -> TypeInfo | None:
     """Metadata of a provider type, or None when no such type exists."""
     if name in BUILTIN:
-        meta = load_schema(f"providers/{name}.json")
+        schema = load_schema(f"providers/{name}.json")  # a JSON Schema of the provider block
+        meta = schema["x-runbook"]  # what is not JSON Schema: dispatch styles, step context, ...
         return TypeInfo(
             name=name,
             styles=tuple(meta["styles"]),
             api_targets=tuple(meta["api_targets"]),
-            config_schema=meta["config"],
-            options_schema=meta["options"],
+            config_schema=schema["$defs"]["config"],
+            options_schema=schema["$defs"]["options"],
             style_hint=meta.get("style_hint"),
             style_options=meta.get("style_options", {}),
             options_from_config=tuple(meta.get("options_from_config", ())),
