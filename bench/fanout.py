@@ -367,7 +367,8 @@ class Side:
         rb = self.tmp / f"fanout-{tag}.yml"
         rb.write_text(fanout_runbook(self.url, n, self.concurrency, self.rate), encoding="utf-8")
         manifest = self.tmp / f"fanout-{tag}.manifest.json"
-        cmd = chain_bench.engine_cmd("run", str(rb), "--vars-file", str(self.users(n)), "--manifest", str(manifest))
+        cmd = chain_bench.engine_cmd("run", str(rb), chain_bench.NO_REMOTE_CHECK, "--vars-file", str(self.users(n)),
+                                     "--manifest", str(manifest))
         return Series(f"runbook({n})", cmd, n), manifest
 
     def floor(self, label: str, n: int) -> Series:

@@ -68,9 +68,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Append a Markdown summary to PATH.")
 @click.option("--html", type=click.Path(dir_okay=False), metavar="PATH",
               help="Also write a self-contained HTML report of the run to PATH.")
-@click.option("--remote-check/--no-remote-check", default=False,
+@click.option("--remote-check/--no-remote-check", default=True,
               help="Check each step's input against its action's own schema (fetched from the service, "
-                   "cached under .runbook/cache/) before sending.")
+                   "cached under .runbook/cache/) before sending (default: on).")
 @click.option("--refresh", is_flag=True, help="Fetch the actions' schemas again instead of using the cache.")
 @_github_options
 def run(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...],
@@ -83,15 +83,14 @@ def run(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...],
     from engine.commands.run import run as run_command
     from engine.report import ReportOptions
 
-    remote.configure(enabled=remote_check, refresh=refresh)
-
     reports = ReportOptions.for_github("json" if json_output else "text", report_paths,
                                        settings={"junit": {"file_line": junit_file_line}},
                                        annotations=annotations, step_summary=step_summary)
     loaded = _pause_gc()
-    with reports.on_refusal(file):  # exit 2 still leaves the reports
+    settings = remote.RemoteCheck(refresh=refresh) if remote_check else None
+    with reports.on_refusal(file):
         return run_command(file, var_pairs=var_pairs, vars_files=vars_files, manifest_path=manifest_path,
-                           emulate=emulate, resume=resume, reports=reports, loaded=loaded)
+                           emulate=emulate, resume=resume, reports=reports, loaded=loaded, remote=settings)
 
 
 @cli.command()
@@ -106,9 +105,13 @@ def run(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...],
 @click.option("--runbooks-only", is_flag=True,
               help="Skip named files that are not runbooks too (no steps: and no runbook $schema "
                    "modeline), and succeed when none is left: for a pre-commit hook.")
+@click.option("--remote", is_flag=True,
+              help="Also check literal inputs against the actions' own schemas, fetched from the services "
+                   "(cached under .runbook/cache/); reads the secrets the providers need.")
+@click.option("--refresh", is_flag=True, help="With --remote: fetch the schemas again instead of using the cache.")
 @_github_options
 def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], vars_files: tuple[str, ...], fmt: str,
-             excludes: tuple[str, ...], runbooks_only: bool, annotations: bool | None,
+             excludes: tuple[str, ...], runbooks_only: bool, remote: bool, refresh: bool, annotations: bool | None,
              step_summary: bool | None) -> int:
     """Check FILES (files, globs or directories) without sending anything.
 
@@ -120,7 +123,8 @@ def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], vars_files: tup
     _pause_gc()  # for the whole command: it loads, checks and prints
     reports = ReportOptions.for_github(fmt, annotations=annotations, step_summary=step_summary)
     return validate_command(files, var_pairs=var_pairs, vars_files=vars_files, reports=reports,
-                            excludes=excludes, runbooks_only=runbooks_only, stdout=sys.stdout, stderr=sys.stderr)
+                            excludes=excludes, runbooks_only=runbooks_only, remote=_remote_settings(remote, refresh),
+                            stdout=sys.stdout, stderr=sys.stderr)
 
 
 @cli.command()
@@ -128,13 +132,31 @@ def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], vars_files: tup
 @click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE", help=_VAR_HELP)
 @click.option("--vars-file", "vars_files", multiple=True, type=click.Path(dir_okay=False), help=_VARS_FILE_HELP)
 @click.option("--json", "json_output", is_flag=True, help="Print the plan as JSON.")
-def plan(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...], json_output: bool) -> int:
-    """Show what `run` would send for each step of FILE, without sending anything."""
+@click.option("--remote", is_flag=True,
+              help="Make run's remote input check: fetch the actions' own schemas (cached under .runbook/cache/), "
+                   "show each action's name and version; reads the secrets the providers need.")
+@click.option("--refresh", is_flag=True, help="With --remote: fetch the schemas again instead of using the cache.")
+def plan(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...], json_output: bool, remote: bool,
+         refresh: bool) -> int:
+    """Show what `run` would send for each step of FILE, without sending anything (--remote: only
+    the requests of run's checks)."""
     from engine.commands.plan import plan as plan_command
 
     _pause_gc()  # for the whole command: it loads, renders what it can and prints
     return plan_command(file, var_pairs=var_pairs, vars_files=vars_files, json_output=json_output,
-                        stdout=sys.stdout, stderr=sys.stderr)
+                        remote=_remote_settings(remote, refresh), stdout=sys.stdout, stderr=sys.stderr)
+
+
+def _remote_settings(remote: bool, refresh: bool) -> Any:
+    """The remote check's settings (a :class:`engine.remote_check.RemoteCheck`) when ``remote``,
+    else None; engine.remote_check is imported only then."""
+    if not remote:
+        if refresh:
+            raise click.UsageError("--refresh needs --remote")
+        return None
+    from engine.remote_check import RemoteCheck
+
+    return RemoteCheck(refresh=refresh)
 
 
 @cli.command()

@@ -9,7 +9,7 @@ dummy credentials, and secrets that are not set get placeholder values.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.errors import LocatedErrors, Problem
 from engine.model import Runbook
@@ -18,6 +18,9 @@ from engine.providers.registry import provider_class, type_info
 from engine.redaction import Redactor
 from engine.schemas import checker, schema_messages
 from engine.templating import TemplateError, Templates, field_name, iter_templates, render_value, step_templates
+
+if TYPE_CHECKING:
+    from engine.remote_check import RemoteCheck, Resolved
 
 __all__ = ["Prepared", "preflight", "secret_references"]
 
@@ -31,6 +34,7 @@ class Prepared(NamedTuple):
     notices: list[str]
     targets: dict[str, str]
     emulator_url: str | None = None  # with --emulate: where a called runbook's providers go too
+    resolved: Mapping[str, Resolved] | None = None  # with the remote check: step id -> its action's definition
 
 
 def _used_providers(runbook: Runbook) -> list[str]:
@@ -91,13 +95,17 @@ def preflight(
     run_info: Mapping[str, Any],
     emulator_url: str | None = None,
     redactor: Redactor | None = None,
+    remote: RemoteCheck | None = None,
 ) -> Prepared:
     """Check secrets, build every provider the run uses and prove the credentials that can be
     proved without side effects (the Pipedream token exchange), all in one pass: every problem
     of every provider is raised together as :class:`LocatedErrors`, before step 1 is sent.
     The secrets of the runbooks it calls are checked too (their providers are built when the
     call starts, from the inputs it is given: :func:`preflight` of the called runbook, with
-    the caller's ``redactor``)."""
+    the caller's ``redactor``).
+
+    ``remote``: check the inputs against the actions' own schemas (engine/remote_check.py)
+    with these settings; None: no check (``--no-remote-check``, replay, a Temporal worker)."""
     source = runbook.source
     env = dict(environ)
     redactor = redactor if redactor is not None else Redactor()
@@ -160,11 +168,19 @@ def preflight(
         problem = _prove_credentials(runbook, name, provider)
         if problem:
             problems.append(source.problem(_provider_position(runbook, name), redactor.text(problem)))
-    if not problems and _remote_check():
+    resolved = None
+    if not problems and remote is not None:
+        import dataclasses
+
         from engine.remote_check import check_runbook  # imported only when it runs
 
+        if emulator_url is not None:  # its catalog is local, and on another port each run: not cached
+            remote = dataclasses.replace(remote, cached=False)
+
+        checked = check_runbook(runbook, providers, remote)
+        resolved = checked.resolved
         problems.extend(Problem(p.file, p.line, p.col, redactor.text(p.message), p.severity)
-                        for p in check_runbook(runbook, providers))
+                        for p in checked.problems)
     if problems:
         for provider in providers.values():
             provider.close()
@@ -174,16 +190,7 @@ def preflight(
         else provider.target()
         for name, provider in providers.items()
     }
-    return Prepared(providers, redactor, env, notices, targets, emulator_url)
-
-
-def _remote_check() -> bool:
-    """Whether the actions' own schemas check the inputs now (``run`` turns it on, unless
-    ``--no-remote-check``; see engine/remote_check.py)."""
-    import sys
-
-    module = sys.modules.get("engine.remote_check")  # never imported: nothing turned it on
-    return bool(module is not None and module.SETTINGS.enabled)
+    return Prepared(providers, redactor, env, notices, targets, emulator_url, resolved)
 
 
 #: How long a credential proof may take when no step of the provider sets a timeout.

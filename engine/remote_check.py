@@ -11,6 +11,10 @@ provider checks it then: see ``expect_input`` of the Membrane and Pipedream prov
 Definitions are cached under ``.runbook/cache/remote/<provider type>/`` (one JSON file per base
 URL, action and version: the definition and when it was fetched; never a credential), for
 ``RUNBOOK_REMOTE_CACHE_TTL`` seconds (default 3600); ``--refresh`` fetches again.
+
+The command that asks for the check passes its :class:`RemoteCheck` to
+:func:`engine.preflight.preflight` (``validate --remote``, ``plan --remote``; ``run`` through
+engine/session.py and, for a runbook it calls, engine/runner.py).
 """
 
 from __future__ import annotations
@@ -22,37 +26,26 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.errors import Problem
 from engine.model import Runbook, Step
 from engine.providers.base import Provider, ProviderError
 
-__all__ = ["Settings", "SETTINGS", "configure", "Resolved", "check_runbook", "input_problems", "RESOLVED"]
+__all__ = ["RemoteCheck", "Resolved", "Checked", "check_runbook", "input_problems", "resolve"]
 
 DEFAULT_TTL = 3600.0
 
 
-@dataclass
-class Settings:
-    """How the check runs in this process: ``enabled`` None means the command's default
-    (on for ``run``, off for ``plan``), ``refresh`` ignores the cache."""
+@dataclass(frozen=True)
+class RemoteCheck:
+    """How the check runs, passed by the command that asks for it (``run`` unless
+    ``--no-remote-check``; ``validate --remote``; ``plan --remote``): ``refresh`` ignores the
+    cache (``--refresh``); ``cache_dir`` is where definitions are kept."""
 
-    enabled: bool | None = None
     refresh: bool = False
     cache_dir: str = os.path.join(".runbook", "cache", "remote")
-
-
-#: The process's settings (the CLI's --no-remote-check / --remote-check / --refresh set them).
-SETTINGS = Settings()
-
-
-def configure(*, enabled: bool | None = None, refresh: bool | None = None) -> None:
-    """Set the process's remote-check settings (the CLI does, from its flags)."""
-    if enabled is not None:
-        SETTINGS.enabled = enabled
-    if refresh is not None:
-        SETTINGS.refresh = refresh
+    cached: bool = True  # False: neither read nor written (the emulator's, whose port changes every run)
 
 
 @dataclass(frozen=True)
@@ -69,8 +62,12 @@ class Resolved:
     cached: bool = False
 
 
-#: step id -> what its action resolved to, for this process's last check (``plan`` reads it).
-RESOLVED: dict[str, Resolved] = {}
+class Checked(NamedTuple):
+    """What :func:`check_runbook` found: the problems, and what each checked step's action
+    resolved to (step id -> :class:`Resolved`; ``plan`` shows it)."""
+
+    problems: list[Problem]
+    resolved: dict[str, Resolved]
 
 
 def _literal(value: Any) -> bool:
@@ -96,9 +93,9 @@ def _targets(runbook: Runbook) -> Iterator[Step]:
             yield step
 
 
-def _cache_file(provider_type: str, base: str, action: str, version: str | None) -> Path:
+def _cache_file(settings: RemoteCheck, provider_type: str, base: str, action: str, version: str | None) -> Path:
     digest = hashlib.sha256(f"{base}\n{action}\n{version or ''}".encode()).hexdigest()[:20]
-    return Path(SETTINGS.cache_dir) / provider_type / f"{digest}.json"
+    return Path(settings.cache_dir) / provider_type / f"{digest}.json"
 
 
 def _ttl() -> float:
@@ -109,14 +106,14 @@ def _ttl() -> float:
 
 
 def resolve(provider: Provider, provider_type: str, style: str, action: str, version: str | None,
-            timeout: float | None) -> Resolved:
+            timeout: float | None, settings: RemoteCheck) -> Resolved:
     """The definition of ``action``: from the cache when it is fresh, else from the service."""
     fetch = getattr(provider, "fetch_definition", None)
     if fetch is None:
         raise ProviderError("configuration", f"provider type {provider_type!r} cannot fetch action definitions")
     base = provider.target()
-    path = _cache_file(provider_type, base, action, version)
-    if not SETTINGS.refresh:
+    path = _cache_file(settings, provider_type, base, action, version)
+    if settings.cached and not settings.refresh:
         try:
             cached = json.loads(path.read_text(encoding="utf-8"))
             if time.time() - float(cached["fetched_at"]) < _ttl():
@@ -126,8 +123,11 @@ def resolve(provider: Provider, provider_type: str, style: str, action: str, ver
         except (OSError, ValueError, KeyError, TypeError):
             pass
     definition: dict[str, Any] = fetch(style, action, version, timeout)
+    if not settings.cached:
+        return Resolved(provider_type, action, definition["name"], definition["version"], definition.get("schema"),
+                        definition.get("props"))
     try:
-        if SETTINGS.cache_dir.startswith(".runbook" + os.sep):
+        if settings.cache_dir.startswith(".runbook" + os.sep):
             from engine.session import runbook_folder
 
             runbook_folder()  # .runbook/ made with its .gitignore: the cache is never committed
@@ -206,11 +206,14 @@ def _json_is(value: Any, json_type: str) -> bool:
     return True
 
 
-def check_runbook(runbook: Runbook, providers: Mapping[str, Provider], timeout: float = 30.0) -> list[Problem]:
+def check_runbook(runbook: Runbook, providers: Mapping[str, Provider], settings: RemoteCheck,
+                  timeout: float = 30.0) -> Checked:
     """Fetch (or read from the cache) each action's definition once and check every step's
     literal input against it; arm each provider to check the rendered input before it sends.
-    Returns the problems, each at the input field (FILE:LINE:COL)."""
+    Returns the problems, each at the input field (FILE:LINE:COL), and what each step's action
+    resolved to."""
     problems: list[Problem] = []
+    resolved: dict[str, Resolved] = {}
     seen: dict[tuple[str, str, str, str | None], Resolved | ProviderError] = {}
     for step in _targets(runbook):
         provider = providers.get(step.provider)
@@ -221,7 +224,7 @@ def check_runbook(runbook: Runbook, providers: Mapping[str, Provider], timeout: 
         if key not in seen:
             try:
                 seen[key] = resolve(provider, step.provider_type, step.style, step.target, version,
-                                    step.timeout or timeout)
+                                    step.timeout or timeout, settings)
             except ProviderError as exc:
                 seen[key] = exc
         found = seen[key]
@@ -232,7 +235,7 @@ def check_runbook(runbook: Runbook, providers: Mapping[str, Provider], timeout: 
                 step.path + ("dispatch", step.style),
                 f"the {step.provider_type} action {step.target!r} could not be resolved: {found.message}"))
             continue
-        RESOLVED[step.id] = found
+        resolved[step.id] = found
         where = runbook.source.problem(step.path + ("input",), "")
         expect = getattr(provider, "expect_input", None)
         if expect is not None:
@@ -242,4 +245,4 @@ def check_runbook(runbook: Runbook, providers: Mapping[str, Provider], timeout: 
                 step.path + ("input",) + inner,
                 f"input does not match {found.provider_type} action {found.action!r} "
                 f"({found.name}, version {found.version}): {message}"))
-    return problems
+    return Checked(problems, resolved)

@@ -17,7 +17,7 @@ import functools
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.conductor import Conductor, FanOut, Work
@@ -25,6 +25,9 @@ from engine.errors import LocatedErrors
 from engine.executor import Executor, item_context
 from engine.model import Attempt, ErrorType, Runbook, Status, Step, StepError, StepResult
 from engine.preflight import preflight
+
+if TYPE_CHECKING:
+    from engine.remote_check import RemoteCheck
 from engine.providers.base import Provider
 from engine.redaction import Redactor
 from engine.templating import Templates
@@ -89,6 +92,7 @@ class Runner:
         targets: Mapping[str, str] | None = None,
         previous: Mapping[str, Any] | None = None,
         emulator_url: str | None = None,
+        remote: RemoteCheck | None = None,
     ) -> None:
         self.runbook = runbook
         self.templates = templates
@@ -96,6 +100,7 @@ class Runner:
         self.run_info = run_info
         self.redactor = redactor
         self.emulator_url = emulator_url
+        self.remote = remote  # the remote input check of a called runbook's pre-flight, when on
         self.observer = observer
         self.clock = clock or (SYSTEM_CLOCK if sleep is None else _Sleeper(sleep))
         self.conductor = Conductor(runbook, vars=vars, run_info=run_info, previous=previous)
@@ -147,7 +152,8 @@ class Runner:
         result = StepResult(step, Status.RUNNING, started_at=started_at)
         try:
             prepared = preflight(child, self.templates, vars=variables, environ=self.environ,
-                                 run_info=self.run_info, emulator_url=self.emulator_url, redactor=self.redactor)
+                                 run_info=self.run_info, emulator_url=self.emulator_url, redactor=self.redactor,
+                                 remote=self.remote)
         except LocatedErrors as exc:
             result.status = Status.FAILED
             result.error = StepError(ErrorType.CONFIGURATION, f"the called runbook {child.path} cannot start: "
@@ -164,7 +170,7 @@ class Runner:
             runner = Runner(child, self.templates, vars=variables, environ=prepared.environ, run_info=self.run_info,
                             providers=prepared.providers, observer=observer, redactor=prepared.redactor,
                             clock=clock, targets=prepared.targets, previous=previous,
-                            emulator_url=self.emulator_url)
+                            emulator_url=self.emulator_url, remote=self.remote)
             outcome = runner.run(deadline)
         finally:
             for provider in prepared.providers.values():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from engine.clock import now_rfc3339
 from engine.errors import Problem
@@ -14,6 +14,9 @@ from engine.manifest import new_run_id
 from engine.model import Runbook
 from engine.preflight import Prepared, preflight
 from engine.templating import Templates
+
+if TYPE_CHECKING:
+    from engine.remote_check import RemoteCheck
 
 __all__ = ["default_manifest_path", "runbook_folder", "new_run_info", "prepared_run"]
 
@@ -83,7 +86,7 @@ def new_run_info() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def prepared_run(runbook: Runbook, templates: Templates, variables: dict[str, Any],
-                 run_info: dict[str, Any], emulate: bool) -> Iterator[Prepared]:
+                 run_info: dict[str, Any], emulate: bool, remote: RemoteCheck | None = None) -> Iterator[Prepared]:
     """The emulator (with ``--emulate``) and the checked providers, for the length of a run;
     on the way out every provider's connections are closed and the emulator stopped."""
     emulator = None
@@ -93,7 +96,7 @@ def prepared_run(runbook: Runbook, templates: Templates, variables: dict[str, An
         emulator = emulator_mod.start("127.0.0.1", 0)
     try:
         prepared = preflight(runbook, templates, vars=variables, environ=os.environ,
-                             run_info=run_info, emulator_url=emulator.url if emulator else None)
+                             run_info=run_info, emulator_url=emulator.url if emulator else None, remote=remote)
         # httpx is imported now, before step 1, not on the first send: a rate limit spaces the
         # first attempts, which a 50 ms import would otherwise bunch together
         import engine.providers._http  # noqa: F401

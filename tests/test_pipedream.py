@@ -105,7 +105,13 @@ def test_three_steps_one_token_exchange_and_seed_bodies(write, tmp_path: Path, e
     assert exchanges[0]["body"] == {"grant_type": "client_credentials", "client_id": "cid_test",
                                     "client_secret": SECRET}
     runs = requests_to(emulator, RUN_PATH)
-    assert len(runs) == 3 and len(emulator.requests) == 4
+    # run's remote input check: each action's definition fetched once (in its version), after the
+    # token exchange and before step 1, with the same token
+    definitions = [(r["method"], r["path"], r["query"]) for r in emulator.requests[1:4]]
+    assert definitions == [("GET", f"/v1/connect/{PROJECT}/actions/slack-send-message", {"version": "1.0.0"}),
+                           ("GET", f"/v1/connect/{PROJECT}/actions/google_drive-download-file", {}),
+                           ("GET", f"/v1/connect/{PROJECT}/actions/google_drive-upload-file", {})]
+    assert len(runs) == 3 and len(emulator.requests) == 1 + 3 + 3
     token = issued_tokens(emulator)[0]
     assert token.startswith("pd_")
     for request, environment in zip(runs, ["production", "development", "production"], strict=True):
@@ -242,7 +248,9 @@ steps:
     dispatch: {id: slack-send-message}
     retry: {attempts: 2, initial_delay: 10ms}
 """)
-    result = run_cli(["run", str(path)], cwd=tmp_path, env=pd_env)
+    # --no-remote-check: the fault matches the action's definition GET too, and this test is about
+    # the send's 429 and retry, not the remote input check
+    result = run_cli(["run", str(path), "--no-remote-check"], cwd=tmp_path, env=pd_env)
     assert result.code == 0, result.stdout + result.stderr
     assert len(result.step("post")["attempts"]) == 2
     assert len(requests_to(emulator, TOKEN_PATH)) == 1
@@ -265,7 +273,9 @@ steps:
     dispatch: {id: b}
     with: {external_user_id: u2}
 """)
-    result = run_cli(["run", str(path)], cwd=tmp_path, env=pd_env)
+    # --no-remote-check: the fault matches the action's definition GET too, and this test is about
+    # the send's 401 and its token renewal, not the remote input check
+    result = run_cli(["run", str(path), "--no-remote-check"], cwd=tmp_path, env=pd_env)
     assert result.code == 0, result.stdout + result.stderr
     assert len(requests_to(emulator, TOKEN_PATH)) == 2
     first, second, third = requests_to(emulator, RUN_PATH)
@@ -284,7 +294,9 @@ steps:
     provider: chat
     dispatch: {id: slack-send-message}
 """)
-    result = run_cli(["run", str(path)], cwd=tmp_path, env=pd_env)
+    # --no-remote-check: the fault matches the action's definition GET too, and this test is about
+    # the send's second 401, not the remote input check
+    result = run_cli(["run", str(path), "--no-remote-check"], cwd=tmp_path, env=pd_env)
     assert result.code == 1
     assert len(requests_to(emulator, RUN_PATH)) == 2
     assert len(requests_to(emulator, TOKEN_PATH)) == 2
@@ -301,7 +313,17 @@ steps:
     provider: chat
     dispatch: {id: slack-send-message}
 """)
-    result = run_cli(["run", str(path)], cwd=tmp_path, env=env)
+    # run's remote input check meets the 401 first, at the action's definition: not resent either,
+    # and nothing is sent (exit 2, before step 1)
+    checked = run_cli(["run", str(path)], cwd=tmp_path, env=env)
+    assert checked.code == 2, checked.stdout + checked.stderr
+    assert "PIPEDREAM_ACCESS_TOKEN" in checked.stderr
+    assert [(r["method"], r["path"]) for r in emulator.requests] == [
+        ("GET", f"/v1/connect/{PROJECT}/actions/slack-send-message")]
+    assert_no_secrets(checked, "stale-token-123")
+    emulator.clear_requests()
+    # the send's own 401 (the check skipped)
+    result = run_cli(["run", str(path), "--no-remote-check"], cwd=tmp_path, env=env)
     assert result.code == 1
     assert len(requests_to(emulator, RUN_PATH)) == 1 and requests_to(emulator, TOKEN_PATH) == []
     error = result.step("post")["error"]

@@ -263,7 +263,12 @@ def test_plan_shows_the_request_the_provider_sends(write, tmp_path: Path, emulat
     assert "emulator-token" not in json.dumps(planned)
     ran = run_cli(["run", str(path)], cwd=tmp_path, env=env)
     assert ran.code == 0, ran.stderr
-    received = [r for r in emulator.requests if r["path"].startswith("/v1/connect/")]
+    connect = [r for r in emulator.requests if r["path"].startswith("/v1/connect/")]
+    # run's remote input check: the action's definition (in its version), once, before step 1;
+    # plan (without --remote) shows only the steps' own requests
+    assert [(r["method"], r["path"], r["query"]) for r in connect[:1]] == [
+        ("GET", "/v1/connect/proj_abc123/actions/slack-send-message", {"version": "1.0.0"})]
+    received = connect[1:]
     assert len(received) == 2
     for step, got in zip(planned["steps"], received, strict=True):
         method, _, url = step["endpoint"].partition(" ")

@@ -264,7 +264,10 @@ def test_the_token_from_preflight_serves_the_steps(write, tmp_path: Path, emulat
     assert result.code == 0, result.stderr
     paths = [r["path"] for r in sent(emulator)]
     assert paths[0] == "/v1/oauth/token" and paths.count("/v1/oauth/token") == 1
-    assert len(paths) == 3
+    # then run's remote input check (the action's definition, once for both steps), then the steps:
+    # all with the token of the exchange
+    assert paths[1:] == ["/v1/connect/proj_abc/actions/slack-send-message"] + ["/v1/connect/proj_abc/actions/run"] * 2
+    assert len({r["headers"]["authorization"] for r in sent(emulator)[1:]}) == 1
 
 
 # -- 4. located run-time errors -----------------------------------------------------------------

@@ -56,8 +56,12 @@ def test_three_step_chain_sends_the_seed_bodies(write, tmp_path: Path, emulator:
         "meta": {"origin": "test"},
     }
     assert isinstance(third["api"]["body"]["deals"], int)  # a lone expression keeps its type
+    # run's remote input check first: the definition of each catalog action, once, before step 1
+    # (the api step has none); then the three steps, each a POST /act
+    assert [(r["method"], r["path"]) for r in emulator.requests] == [
+        ("GET", "/actions/create-contact"), ("GET", "/actions/count-deals"),
+        ("POST", "/act"), ("POST", "/act"), ("POST", "/act")]
     for request in emulator.requests:
-        assert request["method"] == "POST" and request["path"] == "/act"
         assert request["headers"]["authorization"] == "Bearer test-token"
     manifest = result.manifest
     assert manifest["run"]["status"] == "succeeded"

@@ -15,6 +15,11 @@ time". The request is the provider type's own: its ``request_builder`` (made fro
 rendered provider block, without credentials) gives the record a run keeps
 (``request_body``) and the HTTP request it sends (``build_request``: where it goes and
 its headers, each credential as ``***``).
+
+With ``--remote`` (off by default: by default plan sends nothing), the providers are built
+as ``run`` builds them (secrets read) and each catalog/saved action's definition is fetched,
+or read from the cache (engine/remote_check.py): a literal input that does not match is an
+error (exit 2), and each step shows the action's name and version (``action``).
 """
 
 from __future__ import annotations
@@ -24,16 +29,19 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.errors import Problem
 from engine.model import Runbook, Step
-from engine.preflight import secret_references
+from engine.preflight import preflight, secret_references
 from engine.providers.base import ActionCall, ProviderError, RequestBuilder
 from engine.providers.registry import provider_class
 from engine.templating import REDACTED, Templates, field_name, is_template, iter_templates, step_templates, truthy
 from engine.validation import load_checked
 from engine.vars import cli_var_names, resolve_vars
+
+if TYPE_CHECKING:
+    from engine.remote_check import RemoteCheck, Resolved
 
 __all__ = ["plan", "build_plan"]
 
@@ -112,8 +120,9 @@ class _Planner:
     """Renders a runbook's templates as far as they can be before a run."""
 
     def __init__(self, runbook: Runbook, templates: Templates, variables: Mapping[str, Any],
-                 environ: Mapping[str, str]) -> None:
+                 environ: Mapping[str, str], resolved: Mapping[str, Resolved] | None = None) -> None:
         self.runbook = runbook
+        self.resolved = resolved or {}
         self.templates = templates
         self.environ = environ
         self.variables = variables
@@ -334,6 +343,7 @@ class _Planner:
             "uses": [f"steps.{s}" for s in uses],
             "secrets": list(secrets),
             "request": request,
+            "action": _action(self.resolved.get(step.id)),
             "timeout": step.timeout,
             "retry": {"attempts": step.retry.attempts, "backoff": step.retry.backoff,
                       "on": sorted(step.retry.on)},
@@ -348,6 +358,13 @@ class _Planner:
             planned["poll"] = {"until": until, "interval": step.poll.interval, "timeout": step.poll.timeout,
                                "backoff": step.poll.backoff}
         return planned
+
+
+def _action(resolved: Resolved | None) -> dict[str, Any] | None:
+    """What the remote check resolved the step's action to (``plan --remote``), else None."""
+    if resolved is None:
+        return None
+    return {"name": resolved.name, "version": resolved.version, "cached": resolved.cached}
 
 
 def _describe(exc: Exception) -> str:
@@ -370,9 +387,11 @@ def _step_templates(step: Step, templates: Templates) -> list[str]:
 
 
 def build_plan(runbook: Runbook, templates: Templates, variables: Mapping[str, Any],
-               environ: Mapping[str, str]) -> tuple[dict[str, Any], list[Problem]]:
-    """The plan as data (what ``--json`` prints) and the problems a run would meet."""
-    planner = _Planner(runbook, templates, variables, environ)
+               environ: Mapping[str, str], resolved: Mapping[str, Resolved] | None = None,
+               ) -> tuple[dict[str, Any], list[Problem]]:
+    """The plan as data (what ``--json`` prints) and the problems a run would meet;
+    ``resolved``: what the remote check resolved each step's action to (step id -> it)."""
+    planner = _Planner(runbook, templates, variables, environ, resolved)
     steps = [planner.step(s) for s in runbook.steps]
     finally_steps = [planner.step(s) for s in runbook.finally_steps]
     outputs = {k: planner.value(v, ("outputs", k)) for k, v in runbook.outputs.items()}
@@ -392,18 +411,21 @@ def build_plan(runbook: Runbook, templates: Templates, variables: Mapping[str, A
 
 
 def plan(file: str, *, var_pairs: Sequence[str] = (), vars_files: Sequence[str] = (),
-         json_output: bool = False, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+         json_output: bool = False, remote: RemoteCheck | None = None, stdout: TextIO = sys.stdout,
+         stderr: TextIO = sys.stderr) -> int:
     """Print the plan of ``file``; 0, or LocatedErrors (exit 2) for an invalid runbook.
 
     Like ``run``, it knows every variable of the run: a ``vars.X`` nothing sets, or a
-    ``--var`` the runbook does not know, is an error.
+    ``--var`` the runbook does not know, is an error. ``remote`` (``--remote``): the remote
+    input check, with these settings, as ``run`` makes it; what it finds is an error too.
     """
     templates = Templates()
     given = resolve_vars({}, vars_files, var_pairs)
     runbook, warnings = load_checked(file, templates, provided_vars=given, strict=True,
                                      cli_vars=cli_var_names(var_pairs))
     variables = {**runbook.vars, **given}
-    data, problems = build_plan(runbook, templates, variables, os.environ)
+    resolved = _remote_check(runbook, templates, variables, remote) if remote is not None else None
+    data, problems = build_plan(runbook, templates, variables, os.environ, resolved)
     problems = sorted(warnings + problems)
     if json_output:
         data["warnings"] = [{"file": p.file, "line": p.line, "col": p.col, "message": p.message}
@@ -416,3 +438,17 @@ def plan(file: str, *, var_pairs: Sequence[str] = (), vars_files: Sequence[str] 
     for problem in problems:
         stderr.write(f"{problem}\n")
     return 0
+
+
+def _remote_check(runbook: Runbook, templates: Templates, variables: Mapping[str, Any],
+                  remote: RemoteCheck) -> Mapping[str, Resolved]:
+    """The pre-flight of ``run`` with the remote check (secrets, providers, credentials, the
+    actions' definitions): what each step's action resolved to; LocatedErrors (exit 2) for
+    what ``run`` would refuse. Its providers are closed: nothing but the checks is sent."""
+    from engine.session import new_run_info
+
+    prepared = preflight(runbook, templates, vars=variables, environ=os.environ, run_info=new_run_info(),
+                         remote=remote)
+    for provider in prepared.providers.values():
+        provider.close()
+    return prepared.resolved or {}

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.errors import InternalError, ManifestError, RunbookError
+
+if TYPE_CHECKING:
+    from engine.remote_check import RemoteCheck
 from engine.files import check_writable
 from engine.manifest import header, read_manifest
 from engine.model import EXIT_CODES
@@ -42,6 +45,7 @@ def run(
     resume: str | None = None,
     reports: ReportOptions | None = None,
     loaded: Callable[[], None] | None = None,
+    remote: RemoteCheck | None = None,
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
 ) -> int:
@@ -51,7 +55,8 @@ def run(
     problem is raised at once: the runbook, the variables (a ``vars.X`` nothing sets, a
     ``--var`` it does not know), the output paths, the secrets and every provider's
     credentials. ``reports``: the manifest on stdout (``--json``) and the file reports.
-    ``loaded`` is called once the runbook (and a resumed manifest) is loaded.
+    ``loaded`` is called once the runbook (and a resumed manifest) is loaded; ``remote``: check
+    the steps' inputs against their actions' own schemas (``--remote-check``, the CLI's default).
     """
     reports = reports or ReportOptions()
     runbook, templates, given, repository, warnings = checked_runbook(file, var_pairs, vars_files, stderr)
@@ -67,7 +72,7 @@ def run(
     path = manifest_path or default_manifest_path(run_info["id"])
     check_writable(path, "--manifest" if manifest_path else "the manifest")
     reports.check_writable()
-    with prepared_run(runbook, templates, variables, run_info, emulate) as prepared:
+    with prepared_run(runbook, templates, variables, run_info, emulate, remote) as prepared:
         templates.forget_lookups()  # every template was checked: a long run renders each once
         with _bugs_redacted(prepared.redactor):
             for notice in prepared.notices:
@@ -81,7 +86,7 @@ def run(
                 runbook, templates, vars=variables, environ=prepared.environ, run_info=run_info,
                 providers=prepared.providers, redactor=prepared.redactor,
                 targets=prepared.targets, previous=previous, observer=recording,
-                emulator_url=prepared.emulator_url,
+                emulator_url=prepared.emulator_url, remote=remote,
             )
             outcome = runner.run()
 

@@ -15,6 +15,7 @@ from engine.validation import check_file, suggest
 from engine.vars import cli_var_names, resolve_vars
 
 if TYPE_CHECKING:
+    from engine.remote_check import RemoteCheck
     from engine.report import ReportOptions
 
 __all__ = ["validate", "expand_paths", "looks_like_runbook"]
@@ -76,7 +77,7 @@ def _skipped_note(skipped: Sequence[str]) -> str:
 
 def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_files: Sequence[str] = (),
              reports: ReportOptions | None = None, excludes: Sequence[str] = (), runbooks_only: bool = False,
-             stdout: TextIO, stderr: TextIO) -> int:
+             remote: RemoteCheck | None = None, stdout: TextIO, stderr: TextIO) -> int:
     """Validate every runbook; 0 when all are valid (warnings allowed), 2 otherwise.
 
     A YAML file found under a directory or by a glob that does not look like a runbook
@@ -88,8 +89,14 @@ def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_fil
     ``--var`` and ``--vars-file`` name the variables a run will be given, so that a
     ``vars.X`` no default, file or flag sets is reported (as a warning: the value may
     still come at run time).
+
+    ``remote`` (``--remote``): each runbook without errors also gets the remote input check of
+    ``run``'s pre-flight, with these settings (its providers built, the secrets they name read,
+    the actions' definitions fetched or read from the cache): what it finds are errors. Without
+    it nothing is sent and no HTTP code is imported.
     """
-    provided = set(resolve_vars({}, vars_files, var_pairs))
+    given = resolve_vars({}, vars_files, var_pairs)
+    provided = set(given)
     found = _found(patterns)
     files, skipped = _selected(found, excludes, runbooks_only)
     if not files:
@@ -98,6 +105,10 @@ def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_fil
         note = f" ({_skipped_note(skipped)})" if skipped else ""
         raise RunbookError("validate: no runbook files matched " + " ".join(patterns) + note)
     problems = _problems(files, provided, var_pairs)
+    if remote is not None:
+        failed = {p.file for p in problems if p.severity == "error"}
+        checked = [f for f in files if f not in failed]
+        problems = sorted(problems + _remote_problems(checked, given, remote))
     _print(reports.format if reports else "text", problems, files, skipped, stdout=stdout, stderr=stderr)
     if reports is not None:
         _github(reports, problems, files, skipped, stdout=stdout, stderr=stderr)
@@ -148,6 +159,30 @@ def _problems(files: Sequence[str], provided: set[str], var_pairs: Sequence[str]
     unknown = [] if "*" in known else [n for n in cli_var_names(var_pairs) if n not in known]
     problems += [Problem("(command line)", 0, 0, f"--var {name}: none of the runbooks validated declares "
                          f"vars.{name} under vars: or uses it{suggest(name, sorted(known))}") for name in unknown]
+    return problems
+
+
+def _remote_problems(files: Sequence[str], given: dict[str, object], remote: RemoteCheck) -> list[Problem]:
+    """What ``run``'s pre-flight, remote check included, finds in each of ``files`` (valid
+    runbooks): a literal input its action's own schema refuses, an action the service does not
+    know, and what stops the check (a secret not set, a provider's configuration)."""
+    from engine.errors import LocatedErrors
+    from engine.preflight import preflight
+    from engine.session import new_run_info
+    from engine.validation import load_runbook
+
+    problems: list[Problem] = []
+    for file in files:
+        templates = Templates()
+        runbook, _ = load_runbook(file, templates)
+        try:
+            prepared = preflight(runbook, templates, vars={**runbook.vars, **given}, environ=os.environ,
+                                 run_info=new_run_info(), remote=remote)
+        except LocatedErrors as exc:
+            problems.extend(exc.problems)
+            continue
+        for provider in prepared.providers.values():
+            provider.close()
     return problems
 
 

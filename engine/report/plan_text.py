@@ -86,6 +86,9 @@ def _step_block(step: dict[str, Any], label: str, indent: str) -> list[str]:
         if step["headers"]:
             line("headers", ", ".join(f"{k}: {v}" for k, v in step["headers"].items()))
         line("dispatch", step["dispatch"])
+        if step.get("action"):  # plan --remote: what the remote check resolved the action to
+            action = step["action"]
+            line("action", f"{action['name']} v {action['version']}" + (" (from cache)" if action["cached"] else ""))
     if step.get("for_each"):
         line("for each", _fan_out_text(step["for_each"]))
     line("when", _when_text(step["when"]))
