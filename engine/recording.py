@@ -45,8 +45,8 @@ class Recording:
             record["called"] = _called(result.step.child)
         return record
 
-    def step_started(self, step: Step) -> None:
-        self.console.step_started(step)
+    def step_started(self, step: Step, result: StepResult | None = None) -> None:
+        self.console.step_started(step, result)
 
     def call_started(self, step: Step, child: Runbook) -> None:
         """Open the calling step's record (``status: running``); the called runbook's steps are

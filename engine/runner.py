@@ -38,7 +38,9 @@ __all__ = ["Observer", "RunOutcome", "Runner"]
 class Observer(Protocol):
     """Receives the run's progress (console lines, the manifest journal)."""
 
-    def step_started(self, step: Step) -> None: ...
+    def step_started(self, step: Step, result: StepResult | None = None) -> None:
+        """``step`` starts; ``result`` (of a step that is not a fan-out or a call) is filled in
+        as it runs: its attempts so far (a poll's progress)."""
 
     def step_finished(self, result: StepResult) -> None: ...
 
@@ -119,16 +121,19 @@ class Runner:
             if not work.runs:
                 result = StepResult(work.step, Status.NOT_RUN)
             else:
-                self.observer.step_started(work.step)
                 # finally steps run after a run timeout too, under their own limits
                 step_deadline = None if conductor.in_finally else deadline
                 if work.step.for_each is not None:
+                    self.observer.step_started(work.step)
                     result = self._fan_out(work, step_deadline)
                 elif work.step.child is not None:
+                    self.observer.step_started(work.step)
                     result = self._call(work, step_deadline)
                 else:
+                    holder = StepResult(work.step, Status.RUNNING)  # the observer may watch its attempts
+                    self.observer.step_started(work.step, holder)
                     result = executor.run_step(work.step, work.context, previous=work.previous,
-                                               deadline=step_deadline)
+                                               deadline=step_deadline, result=holder)
             conductor.record(result)
             self.observer.step_finished(result)
         outputs, error = executor.render_outputs(conductor.context(),
@@ -348,7 +353,7 @@ class CollectedSteps:
         self._calls: list[tuple[Step, list[dict[str, Any]]]] = []
         self._items: list[dict[str, Any]] = []
 
-    def step_started(self, step: Step) -> None:
+    def step_started(self, step: Step, result: StepResult | None = None) -> None:
         pass
 
     def call_started(self, step: Step, child: Runbook) -> None:

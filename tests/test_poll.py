@@ -118,3 +118,25 @@ def test_the_emulators_job_status_action_is_done_after_it_was_asked_ready_after_
     assert len(act_bodies(emulator)) == 4  # running three times, then done
     assert result.step("wait")["output"] == {"job": "j1", "status": "done", "asked": 4,
                                              "url": "https://files.example/j1.csv"}
+
+
+def test_on_a_terminal_a_polling_step_counts_its_polls_on_one_line(
+        write, tmp_path: Path, emulator: Emulator, membrane_env: dict[str, str]) -> None:
+    from tests.conftest import run_on_terminal
+
+    path = write("""\
+        version: 1
+        name: job
+        steps:
+          - id: wait
+            provider: membrane
+            dispatch: {key: job-status}
+            input: {job: j2, ready_after: 3}
+            until: "{{ steps.wait.output.status == 'done' }}"
+            poll: {interval: 300ms, timeout: 30s}
+        """)
+    code, out = run_on_terminal(["run", str(path), "--manifest", str(tmp_path / "m.json")], cwd=tmp_path,
+                                env=membrane_env)
+    assert code == 0, out
+    polls = {frame.split(" poll ")[1].split()[0] for frame in out.split("\r") if " poll " in frame}
+    assert {"2", "3", "4"} <= polls  # one line, rewritten in place as the polls go on

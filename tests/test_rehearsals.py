@@ -21,7 +21,7 @@ class Collect:
     def __init__(self) -> None:
         self.results: list[StepResult] = []
 
-    def step_started(self, step: object) -> None:
+    def step_started(self, step: object, result: object = None) -> None:
         pass
 
     def step_finished(self, result: StepResult) -> None:

@@ -174,10 +174,15 @@ class ConsoleReporter:
         self._fan = [0, 0, 0]  # of the for_each step running: its items, done, failed
         self._calls: list[Step] = []  # the steps whose called runbooks are running, outermost first
 
-    def step_started(self, step: Step) -> None:
+    def step_started(self, step: Step, result: StepResult | None = None) -> None:
+        """The step in flight on the progress line; a polling one counts its polls there."""
         if self.progress is not None:
             provider = provider_label(step.provider, step.provider_type)
-            self.progress.start(f"{step.id.ljust(self.id_width)}  {provider}  {step.style}")
+            label = f"{self._prefix()}{step.id.ljust(self.id_width)}  {provider}  {step.style}"
+            if step.poll is not None and result is not None:
+                self.progress.start(lambda: f"{label}  poll {len(result.attempts) + 1}")
+            else:
+                self.progress.start(label)
 
     def call_started(self, step: Step) -> None:
         """The steps that follow are the runbook ``step`` calls: their lines say so
