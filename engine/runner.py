@@ -154,7 +154,9 @@ class Runner:
         if limit:
             deadline = start + limit if deadline is None else min(deadline, start + limit)
         variables = {**child.vars, **inputs}
-        result = StepResult(step, Status.RUNNING, started_at=started_at)
+        # its request: the inputs it gives the called runbook (scrubbed of secrets when recorded)
+        result = StepResult(step, Status.RUNNING, started_at=started_at,
+                            request={"runbook": child.path, "with": inputs})
         try:
             prepared = preflight(child, self.templates, vars=variables, environ=self.environ,
                                  run_info=self.run_info, emulator_url=self.emulator_url, redactor=self.redactor,

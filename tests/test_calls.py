@@ -268,3 +268,27 @@ def test_plan_plans_the_called_runbook_with_its_inputs(write, tmp_path: Path) ->
     text = run_cli(["plan", str(path)], cwd=tmp_path).stdout
     assert "   runbook   ./lib/mid.yml (mid), its steps below" in text
     assert "\n      1.1.1 make\n" in text and "\n      1.1.2 note\n" in text
+
+
+def test_replay_reaches_into_a_called_runbook(write, tmp_path: Path, emulator: Emulator,
+                                              membrane_env: dict[str, str]) -> None:
+    (tmp_path / "lib").mkdir()
+    path = tree(write)
+    assert run_cli(["run", str(path)], cwd=tmp_path, env=membrane_env).code == 0
+    manifest = tmp_path / "manifest.json"
+    mid = check_manifest(json.loads(manifest.read_text()))["steps"][0]
+    assert mid["request"] == {"runbook": str(tmp_path / "lib" / "mid.yml"), "with": {"who": "ann@example.com"}}
+    emulator.clear_requests()
+    out = tmp_path / "replay.json"
+    result = run_cli(["replay", str(manifest), "--step", "mid.leaf.make", "--manifest", str(out)], cwd=tmp_path,
+                     env=membrane_env, manifest=False)
+    assert result.code == 0, result.stdout + result.stderr
+    assert [(b["key"], b["input"]) for b in act_bodies(emulator)] == [
+        ("create-contact", {"email": "ann@example.com", "tier": "vip"})]
+    assert [s["id"] for s in check_manifest(json.loads(out.read_text()))["steps"]] == ["make"]
+    refused = run_cli(["replay", str(manifest), "--step", "mid"], cwd=tmp_path, env=membrane_env, manifest=False)
+    assert refused.code == 2 and "name the steps of it to send again (--step mid.STEP)" in refused.stderr
+    emulator.clear_requests()
+    everything = run_cli(["replay", str(manifest), "--manifest", str(out)], cwd=tmp_path, env=membrane_env,
+                         manifest=False)
+    assert everything.code == 0 and [b["key"] for b in act_bodies(emulator)] == ["after"]  # calls: not by default

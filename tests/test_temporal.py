@@ -489,6 +489,10 @@ def test_calls_run_as_child_workflows_with_the_manifest_of_a_local_run(
     emu.reset()
     submitted = workers.cli(["submit", "top.yml", "--wait", "--manifest", "temporal.json"], tmp_path)
     assert submitted.code == 1, submitted.stdout + submitted.stderr
+    steps = [line[6:].split("  ")[0] for line in submitted.stdout.splitlines() if line[:4] in ("ok  ", "FAIL", "skip")]
+    assert steps == [line[6:].split("  ")[0] for line in local.stdout.splitlines()
+                     if line[:4] in ("ok  ", "FAIL", "skip")]  # the nesting as run prints it
+    assert "mid › leaf › make" in steps
     # mid's leaf, mid's finally... each item's leaf: every call's steps were sent, once
     assert sorted(_keys(emu)) == sorted(["create-contact", "note", "after", "create-contact", "note",
                                          "create-contact", "note", "report"])

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from engine.errors import ManifestError, RunbookError
 from engine.manifest import git_info, header, read_manifest
-from engine.model import EXIT_CODES, Status, Step
+from engine.model import EXIT_CODES, Runbook, Status, Step
 from engine.providers.base import ProviderError
 from engine.recording import Recording
 from engine.report import ReportOptions
@@ -55,6 +55,10 @@ def replay(
                             f"{runbook_path}, which is not there")
     templates = Templates()
     runbook, _ = load_runbook(runbook_path, templates)
+    variables = previous["vars"]
+    step_ids, runbook, records, variables = _inside_calls(manifest_path, step_ids, runbook, previous["steps"],
+                                                          variables)
+    previous = {**previous, "steps": records}
     chosen = _chosen(manifest_path, previous, step_ids, from_run_log)
     if item_indexes:
         chosen = [_only_items(manifest_path, chosen, item_indexes)]
@@ -65,18 +69,43 @@ def replay(
     trimmed = runbook._replace(steps=selected, finally_steps=(), outputs={})
     run_info = new_run_info()
     path = out_path or default_manifest_path(run_info["id"])
-    with prepared_run(trimmed, templates, previous["vars"], run_info, emulate) as prepared:
+    with prepared_run(trimmed, templates, variables, run_info, emulate) as prepared:
         manifest = header(run_info["id"], run_info["started_at"], runbook_path, runbook.name,
-                          runbook.sha256, previous["vars"], git_info(runbook_path), emulated=emulate)
+                          runbook.sha256, variables, git_info(runbook_path), emulated=emulate)
         manifest["run"]["replay_of"] = previous["run"]["id"]
         recording = Recording(path, manifest, prepared.redactor, reports.console(stdout, stderr), trimmed)
-        runner = Runner(trimmed, templates, vars=previous["vars"], environ=prepared.environ,
+        runner = Runner(trimmed, templates, vars=variables, environ=prepared.environ,
                         run_info=run_info, providers=prepared.providers,
                         redactor=prepared.redactor, targets=prepared.targets, observer=recording)
         status = _resend(runner, prepared.providers, list(zip(selected, chosen, strict=True)), from_run_log)
     final = recording.finish(status, {}, None)
     reports.publish(final, path, stdout=stdout, stderr=stderr)
     return EXIT_CODES[status]
+
+
+def _inside_calls(manifest_path: str, step_ids: Sequence[str], runbook: Runbook, records: list[dict[str, Any]],
+                  variables: dict[str, Any]) -> tuple[list[str], Runbook, list[dict[str, Any]], dict[str, Any]]:
+    """``--step onboard.make``: the steps of the runbook that step ``onboard`` called (as deep as
+    the dots go), that runbook, its steps' records and the inputs the call gave it; else the
+    arguments as they are. Every ``--step`` must then name a step of the same called runbook."""
+    paths = [sid.split(".") for sid in step_ids]
+    if not any(len(p) > 1 for p in paths):
+        return list(step_ids), runbook, records, variables
+    callers = {tuple(p[:-1]) for p in paths}
+    if len(callers) != 1:
+        raise RunbookError("replay: the --step names of one replay are steps of one runbook (all "
+                           f"{'.'.join(next(iter(callers)))}.X, say)")
+    for caller in next(iter(callers)):
+        record = next((r for r in records if r.get("id") == caller), None)
+        step = next((s for s in runbook.steps + runbook.finally_steps if s.id == caller), None)
+        if record is None or step is None or step.child is None or record.get("children") is None:
+            raise RunbookError(f"replay: {manifest_path} records no step {caller!r} that called a runbook")
+        given = (record.get("request") or {}).get("with") or {}
+        if _redacted(given):
+            raise RunbookError(f"replay: step {caller!r} gave its called runbook inputs that hold redacted "
+                               "secrets (***), which replay cannot re-send; run the runbook again instead")
+        runbook, records, variables = step.child, record["children"], {**step.child.vars, **given}
+    return [p[-1] for p in paths], runbook, records, variables
 
 
 def _chosen(manifest_path: str, previous: dict[str, Any], step_ids: Sequence[str],
@@ -86,8 +115,11 @@ def _chosen(manifest_path: str, previous: dict[str, Any], step_ids: Sequence[str
     for sid in step_ids:
         if sid not in records:
             raise RunbookError(f"replay: {manifest_path} records no step {sid!r}")
+        if records[sid].get("called") is not None:
+            raise RunbookError(f"replay: step {sid!r} called a runbook: name the steps of it to send again "
+                               f"(--step {sid}.STEP)")
     chosen = [records[sid] for sid in step_ids] if step_ids else [
-        r for r in previous["steps"] if r["request"] is not None or _sent_items(r)]
+        r for r in previous["steps"] if r.get("called") is None and (r["request"] is not None or _sent_items(r))]
     if from_run_log and (len(chosen) != 1 or chosen[0]["provider_type"] != "membrane"):
         raise RunbookError("replay --from-run-log takes exactly one --step, of a membrane provider")
     return chosen

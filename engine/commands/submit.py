@@ -127,15 +127,23 @@ def print_run(runbook: Runbook, manifest: dict[str, Any], path: str, stdout: Tex
     from engine.temporal.runs import result_of
 
     console = ConsoleReporter(stdout, Redactor(), runbook, progress=False)
-    steps = {s.id: s for s in runbook.steps + runbook.finally_steps}
+
+    def lines(of: Runbook, records: list[dict[str, Any]]) -> None:
+        steps = {s.id: s for s in of.steps + of.finally_steps}
+        for record in records:
+            step = steps.get(record["id"])
+            if step is None:
+                raise RunbookError(f"the manifest records step {record['id']!r}, which the runbook does not have")
+            if step.child is not None and record.get("children") is not None:
+                console.call_started(step)  # a called runbook's steps: onboard › make
+                lines(step.child, record["children"])
+            for item in record.get("items") or []:
+                console.item_finished(result_of(step, item))
+            console.step_finished(result_of(step, record))
+
+    lines(runbook, manifest["steps"])
     counts: dict[str, int] = {}
     for record in manifest["steps"]:
-        step = steps.get(record["id"])
-        if step is None:
-            raise RunbookError(f"the manifest records step {record['id']!r}, which the runbook does not have")
-        for item in record.get("items") or []:
-            console.item_finished(result_of(step, item))
-        console.step_finished(result_of(step, record))
         counts[record["status"]] = counts.get(record["status"], 0) + 1
     if manifest["run"].get("error"):
         stdout.write(f"error: {manifest['run']['error']}\n")

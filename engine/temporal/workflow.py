@@ -302,7 +302,9 @@ class RunbookWorkflow:
             "deadline_in": (deadline - begun).total_seconds() if deadline is not None else None,
         }
         ident = f"{workflow.info().workflow_id}/{step.id}" + (f"/{index}" if index is not None else "")
-        result = StepResult(step, Status.RUNNING, started_at=stamp(begun))
+        # its request, as a local run records it: the inputs given the called runbook (scrubbed)
+        result = StepResult(step, Status.RUNNING, started_at=stamp(begun),
+                            request={"runbook": path, "with": answer["inputs"]})
         result.index = index
         try:
             manifest = await workflow.execute_child_workflow(WORKFLOW, child, id=ident,
