@@ -78,3 +78,40 @@ def test_a_debug_after_a_double_dash_or_as_an_options_value_is_left_alone(write,
 )
 def test_hoisting_debug(argv: list[str], expected: list[str], debug: bool) -> None:
     assert _hoist_debug(argv) == (expected, debug)
+
+
+def test_emulate_stops_with_exit_0_on_sigterm(tmp_path: Path) -> None:
+    """A CI job that starts `runbook emulate` in the background and ends with `kill` sees exit 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import base_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "emulate", "--port", "0"], cwd=tmp_path,
+                            env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "runbook emulator listening on http://127.0.0.1:" in proc.stdout.readline()
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_shell_completion_as_the_readme_says(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import base_env
+
+    def complete(**env: str) -> str:
+        return subprocess.run([sys.executable, "-c", "from engine.cli import main; main()"], cwd=tmp_path,
+                              env=base_env(**env), capture_output=True, text=True, timeout=30).stdout
+
+    assert "_runbook_completion()" in complete(_RUNBOOK_COMPLETE="bash_source")
+    assert complete(_RUNBOOK_COMPLETE="zsh_source").startswith("#compdef runbook")
+    assert "plain,validate" in complete(_RUNBOOK_COMPLETE="bash_complete", COMP_WORDS="runbook va", COMP_CWORD="1")
