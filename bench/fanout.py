@@ -61,7 +61,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +73,8 @@ if str(BENCH_DIR) not in sys.path:  # run as a script, bench/ is already there; 
 import run as chain_bench  # noqa: E402 - bench/ is not a package: the chain benchmark's helpers
 
 BenchError = chain_bench.BenchError
+Sample = chain_bench.Sample  # wall, peak RSS, exit code, CPU of one whole-process run
+run_child = chain_bench.run_child
 CHILD_TIMEOUT = chain_bench.CHILD_TIMEOUT
 MIB = chain_bench.MIB
 TOKEN = "test-token-123456"  # what floor.py sends too
@@ -90,15 +91,6 @@ FLOOR_A, FLOOR_B = "threads", "raw"
 
 
 # --------------------------------------------------------------------------- processes
-
-
-@dataclass
-class Sample:
-    """One whole-process run: wall seconds, CPU seconds (user + system), peak RSS."""
-
-    wall_s: float
-    cpu_s: float
-    rss_bytes: int
 
 
 @dataclass
@@ -132,27 +124,6 @@ class Series:
             "cpu_runs_s": [round(s.cpu_s, 6) for s in self.samples],
             "peak_rss_mib": round(max(s.rss_bytes for s in self.samples) / MIB, 2),
         }
-
-
-def run_child(cmd: list[str], *, env: dict[str, str], cwd: str, log: Path) -> Sample:
-    """Run ``cmd`` to completion: wall time from spawn to reaping, CPU and peak RSS from ``wait4``."""
-    with open(log, "wb") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd=cwd)
-        killer = threading.Timer(CHILD_TIMEOUT, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-        wall = time.perf_counter() - t0
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise BenchError(f"{' '.join(cmd)} exited {code}:\n{tail}")
-    rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return Sample(wall, usage.ru_utime + usage.ru_stime, rss)
 
 
 def interleaved(series: list[Series], repeat: int, *, env: dict[str, str], cwd: str, log: Path,

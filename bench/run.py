@@ -83,11 +83,12 @@ class BenchError(RuntimeError):
 
 @dataclass
 class Sample:
-    """One whole-process run: wall seconds, peak RSS, exit code."""
+    """One whole-process run: wall seconds, peak RSS, exit code, CPU seconds (user + system)."""
 
     wall_s: float
     rss_bytes: int
     code: int
+    cpu_s: float = 0.0
 
 
 @dataclass
@@ -131,7 +132,7 @@ def child_env() -> dict[str, str]:
 
 def run_child(cmd: list[str], *, env: dict[str, str], cwd: str, log: Path,
               expect: tuple[int, ...] = (0,)) -> Sample:
-    """Run ``cmd`` to completion; wall time from spawn to reaping, peak RSS from ``wait4``."""
+    """Run ``cmd`` to completion; wall time from spawn to reaping, CPU and peak RSS from ``wait4``."""
     with open(log, "wb") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -150,7 +151,7 @@ def run_child(cmd: list[str], *, env: dict[str, str], cwd: str, log: Path,
         raise BenchError(f"{' '.join(cmd)} exited {proc.returncode}:\n{tail}")
     # ru_maxrss is in KiB on Linux, bytes on macOS.
     rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return Sample(wall, rss, proc.returncode)
+    return Sample(wall, rss, proc.returncode, usage.ru_utime + usage.ru_stime)
 
 
 def instructions(cmd: list[str], *, env: dict[str, str], cwd: str) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, TemporalServer, act_bodies, base_env, check_manifest, run_cli
+from tests.test_calls import LEAF  # the called runbook of the local composition tests
 
 pytestmark = pytest.mark.temporal
 
@@ -408,25 +409,6 @@ def _history(workers: Workers, ident: str) -> list[Any]:
     return list(json.loads(shown)["events"])
 
 
-LEAF = """\
-version: 1
-name: leaf
-inputs:
-  email: {type: string, required: true}
-  tier: {type: string, enum: [standard, vip], default: standard}
-steps:
-  - id: make
-    provider: membrane
-    dispatch: {key: create-contact}
-    input: {email: "{{ vars.email }}", tier: "{{ vars.tier }}"}
-finally:
-  - id: note
-    provider: membrane
-    dispatch: {key: note}
-    input: {status: "{{ run.status }}"}
-outputs:
-  contact: "{{ steps.make.output.email }}"
-"""
 
 MID = """\
 version: 1

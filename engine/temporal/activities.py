@@ -173,14 +173,12 @@ class Activities:
         callers = await self._callers(inp)
 
         def run(beat: _Beat) -> dict[str, Any]:
-            context, learned = self._unsealed(inp, inp["context"], callers)
-            entry = self._prepare(runbook, templates, context)
+            context, entry = self._ready(inp, runbook, templates, callers)
             if isinstance(entry, StepResult):
                 failed = _as_step(entry, step)
                 failed.index = inp.get("index")
                 return {"record": _record(failed, Redactor())}
             redactor = entry.prepared.redactor
-            _teach(redactor, learned)
             executor = self._executor(runbook, templates, entry, None, None)
             if inp.get("index") is not None:
                 context = item_context(step, context, _items_of(executor, step, context, inp), inp["index"])
@@ -207,12 +205,10 @@ class Activities:
         callers = await self._callers(inp)
 
         def run(beat: _Beat) -> dict[str, Any]:
-            context, learned = self._unsealed(inp, inp["context"], callers)
-            entry = self._prepare(runbook, templates, context)
+            context, entry = self._ready(inp, runbook, templates, callers)
             if isinstance(entry, StepResult):
                 return _record(_as_step(entry, step), Redactor(), items=True)
             redactor = entry.prepared.redactor
-            _teach(redactor, learned)
             executor = self._executor(runbook, templates, entry, None, None)
             items = executor.items(step, context)
             if isinstance(items, StepResult):
@@ -229,12 +225,10 @@ class Activities:
         callers = await self._callers(inp)
 
         def run(beat: _Beat) -> dict[str, Any]:
-            context, learned = self._unsealed(inp, inp["context"], callers)
-            entry = self._prepare(runbook, templates, context)
+            context, entry = self._ready(inp, runbook, templates, callers)
             if isinstance(entry, StepResult):
                 return {"outputs": {}, "error": entry.error.message if entry.error else None}
             redactor = entry.prepared.redactor
-            _teach(redactor, learned)
             executor = self._executor(runbook, templates, entry, None, None)
             outputs, error = executor.render_outputs(context, inp["run_failed"])
             return {"outputs": redactor.scrub(outputs), "error": redactor.text(error) if error else None}
@@ -249,14 +243,12 @@ class Activities:
         """One step or item, or one poll of a polling step (``inp["poll"]``): its scrubbed
         record, and for a poll whether ``until`` was still false (``polling``)."""
         index = inp.get("index")
-        context, learned = self._unsealed(inp, inp["context"], callers)
-        entry = self._prepare(runbook, templates, context)
+        context, entry = self._ready(inp, runbook, templates, callers)
         if isinstance(entry, StepResult):
             failed = _as_step(entry, step)
             failed.index = index
             return {"record": _record(failed, Redactor())}
         redactor = beat.redactor = entry.prepared.redactor
-        _teach(redactor, learned)
         holder = StepResult(step, Status.RUNNING)
         earlier: list[Attempt] = []
         run_step = step
@@ -297,6 +289,17 @@ class Activities:
             found[caller["sha256"]] = await self._runbook({**caller, "task_queue": inp["task_queue"]})
             sealed = sealed.get("outer")
         return found
+
+    def _ready(self, inp: Mapping[str, Any], runbook: Runbook, templates: Templates,
+               callers: Mapping[str, tuple[Runbook, Templates]]) -> tuple[dict[str, Any], _Prepared | StepResult]:
+        """What every activity starts with: its context (sealed inputs unsealed) and its runbook's
+        providers, whose redactor has learnt the unsealed values; or the result of a run that
+        cannot start (its pre-flight refused)."""
+        context, learned = self._unsealed(inp, inp["context"], callers)
+        entry = self._prepare(runbook, templates, context)
+        if not isinstance(entry, StepResult):
+            _teach(entry.prepared.redactor, learned)
+        return context, entry
 
     def _unsealed(self, inp: Mapping[str, Any], context: Mapping[str, Any],
                   callers: Mapping[str, tuple[Runbook, Templates]]) -> tuple[dict[str, Any], list[Any]]:
