@@ -39,6 +39,13 @@ def _github_options(command: Callable[..., int]) -> Callable[..., int]:
              "(default: under GitHub Actions).")(command)
 
 
+def _colour_option(command: Callable[..., int]) -> Callable[..., int]:
+    """``--color auto|always|never`` (auto: on a terminal, unless NO_COLOR is set)."""
+    return click.option(
+        "--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+        help="Colour the status marks and errors: auto on a terminal unless NO_COLOR is set.")(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="runbook")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
@@ -73,10 +80,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
                    "cached under .runbook/cache/) before sending (default: on).")
 @click.option("--refresh", is_flag=True, help="Fetch the actions' schemas again instead of using the cache.")
 @_github_options
+@_colour_option
 def run(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...],
         manifest_path: str | None, emulate: bool, json_output: bool, resume: str | None, junit_file_line: bool,
-        remote_check: bool, refresh: bool,
-        annotations: bool | None, step_summary: bool | None, **report_paths: str | None) -> int:
+        remote_check: bool, refresh: bool, annotations: bool | None, step_summary: bool | None, colour: str,
+        **report_paths: str | None) -> int:
     """Validate FILE, then run its steps in order and write a results manifest."""
     # report_paths: each option named after a report of engine.report.REPORTS (--junit, --summary, --html)
     from engine import remote_check as remote
@@ -85,7 +93,7 @@ def run(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...],
 
     reports = ReportOptions.for_github("json" if json_output else "text", report_paths,
                                        settings={"junit": {"file_line": junit_file_line}},
-                                       annotations=annotations, step_summary=step_summary)
+                                       annotations=annotations, step_summary=step_summary, colour=colour)
     loaded = _pause_gc()
     settings = remote.RemoteCheck(refresh=refresh) if remote_check else None
     with reports.on_refusal(file):
@@ -110,9 +118,10 @@ def run(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...],
                    "(cached under .runbook/cache/); reads the secrets the providers need.")
 @click.option("--refresh", is_flag=True, help="With --remote: fetch the schemas again instead of using the cache.")
 @_github_options
+@_colour_option
 def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], vars_files: tuple[str, ...], fmt: str,
              excludes: tuple[str, ...], runbooks_only: bool, remote: bool, refresh: bool, annotations: bool | None,
-             step_summary: bool | None) -> int:
+             step_summary: bool | None, colour: str) -> int:
     """Check FILES (files, globs or directories) without sending anything.
 
     YAML files found under a directory or by a glob that are not runbooks are skipped.
@@ -121,7 +130,7 @@ def validate(files: tuple[str, ...], var_pairs: tuple[str, ...], vars_files: tup
     from engine.report import ReportOptions
 
     _pause_gc()  # for the whole command: it loads, checks and prints
-    reports = ReportOptions.for_github(fmt, annotations=annotations, step_summary=step_summary)
+    reports = ReportOptions.for_github(fmt, annotations=annotations, step_summary=step_summary, colour=colour)
     return validate_command(files, var_pairs=var_pairs, vars_files=vars_files, reports=reports,
                             excludes=excludes, runbooks_only=runbooks_only, remote=_remote_settings(remote, refresh),
                             stdout=sys.stdout, stderr=sys.stderr)
@@ -244,15 +253,16 @@ def _is_loopback(host: str) -> bool:
               help="Where to write the new manifest (default .runbook/runs/<run id>.json).")
 @click.option("--emulate", is_flag=True, help="Send to the built-in emulator instead.")
 @click.option("--json", "json_output", is_flag=True, help="Print the new manifest to stdout.")
+@_colour_option
 def replay(manifest: str, step_ids: tuple[str, ...], item_indexes: tuple[int, ...], from_run_log: str | None,
-           out_path: str | None, emulate: bool, json_output: bool) -> int:
+           out_path: str | None, emulate: bool, json_output: bool, colour: str) -> int:
     """Send the requests MANIFEST recorded again, as they were, and write a new manifest."""
     from engine.commands.replay import replay as replay_command
     from engine.report import ReportOptions
 
     return replay_command(manifest, step_ids=step_ids, item_indexes=item_indexes, from_run_log=from_run_log,
                           out_path=out_path, emulate=emulate,
-                          reports=ReportOptions("json" if json_output else "text"))
+                          reports=ReportOptions("json" if json_output else "text", colour=colour))
 
 
 def _temporal_options(command: Callable[..., int]) -> Callable[..., int]:
@@ -394,11 +404,13 @@ def runs(limit: int, runs_dir: str | None) -> int:
 @click.argument("run_id", default="latest", metavar="[RUN_ID|latest]")
 @click.option("--dir", "runs_dir", type=click.Path(file_okay=False), default=None,
               help="The folder of manifests (default .runbook/runs).")
-def show(run_id: str, runs_dir: str | None) -> int:
+@_colour_option
+def show(run_id: str, runs_dir: str | None, colour: str) -> int:
     """Print a past run as `run` printed it (RUN_ID, a prefix of one, a manifest path, or latest)."""
     from engine.commands.show import show as show_command
+    from engine.report.colour import palette_for
 
-    return show_command(run_id, runs_dir=runs_dir, stdout=sys.stdout)
+    return show_command(run_id, runs_dir=runs_dir, stdout=sys.stdout, palette=palette_for(colour, sys.stdout))
 
 
 def _report_internal(exc: BaseException, debug: bool, redact: Callable[[str], str] = str) -> None:

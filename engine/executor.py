@@ -217,7 +217,7 @@ class Executor:
         except KeyboardInterrupt:
             result.status = Status.INTERRUPTED
             result.error = StepError(ErrorType.INTERRUPTED, "interrupted while the step was in flight")
-        except Exception as exc:  # a bug (ours or a plugin's): record it, stop, exit 3
+        except Exception as exc:  # a bug of runbook's (a plugin's are ProviderErrors): record it, stop, exit 3
             bug = exc
             result.status = Status.FAILED
             result.error = StepError(ErrorType.INTERNAL, f"{type(exc).__name__}: {exc}")

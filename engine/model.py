@@ -11,6 +11,8 @@ import enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from engine.loader import SourceMap  # for the annotation only: reading a manifest needs no yaml
 
 __all__ = [
@@ -18,6 +20,9 @@ __all__ = [
     "CALL",
     "PollPolicy",
     "ProviderSpec",
+    "ENGINE_PROVIDER_KEYS",
+    "DISPATCH_STYLES",
+    "provider_config",
     "Step",
     "Runbook",
     "Status",
@@ -65,6 +70,20 @@ class PollPolicy(NamedTuple):
     interval: float
     timeout: float
     backoff: str = "fixed"
+
+
+#: The dispatch styles (SPEC §3): one of them per step, each provider type supporting some.
+DISPATCH_STYLES = ("id", "key", "api", "code")
+
+#: The keys of a provider block that are the engine's, not the provider type's: its
+#: configuration (what the type's config schema describes) is the rest.
+ENGINE_PROVIDER_KEYS = ("type", "rate_limit")
+
+
+def provider_config(block: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration in a provider block: what its type's config schema checks (in
+    ``validate`` and in ``run`` alike) and what the provider is built from."""
+    return {k: v for k, v in block.items() if k not in ENGINE_PROVIDER_KEYS}
 
 
 class ProviderSpec(NamedTuple):
@@ -179,7 +198,8 @@ class ErrorType(str, enum.Enum):
     ASSERTION = "assertion"  # a step's assert was false
     TEMPLATE = "template"  # a template did not render
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM while the step was in flight
-    INTERNAL = "internal"  # a bug (ours or a plugin's): the run stops, exit 3
+    PLUGIN = "plugin"  # a plugin provider raised something other than ProviderError: its bug
+    INTERNAL = "internal"  # a bug in runbook: the run stops, exit 3
 
     __str__ = str.__str__
     __format__ = str.__format__  # type: ignore[assignment]  # f"{ErrorType.TIMEOUT}" is "timeout"

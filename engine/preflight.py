@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.errors import LocatedErrors, Problem
-from engine.model import Runbook
+from engine.model import ErrorType, Runbook
 from engine.providers.base import Provider, ProviderError
 from engine.providers.registry import provider_class, type_info
 from engine.redaction import Redactor
@@ -157,13 +157,14 @@ def preflight(
         if config.get("insecure") is True:
             notices.append(f"warning: providers.{name}: insecure: true - TLS certificates are NOT verified "
                            "for its requests")
-        if emulator_url is not None:
-            emulated = cls.emulated_config(config, emulator_url)
-            config = config if emulated is None else emulated
         try:
+            if emulator_url is not None:
+                emulated = cls.emulated_config(config, emulator_url)
+                config = config if emulated is None else emulated
             providers[name] = cls(name, config, env=env, redactor=redactor)
         except ProviderError as exc:
-            problems.append(source.problem(position, redactor.text(exc.message)))
+            said = f"providers.{name}: {exc.message}" if exc.type is ErrorType.PLUGIN else exc.message
+            problems.append(source.problem(position, redactor.text(said)))
     for name, provider in providers.items():
         problem = _prove_credentials(runbook, name, provider)
         if problem:
@@ -181,15 +182,18 @@ def preflight(
         resolved = checked.resolved
         problems.extend(Problem(p.file, p.line, p.col, redactor.text(p.message), p.severity)
                         for p in checked.problems)
+    targets: dict[str, str] = {}
+    for name, provider in providers.items():
+        try:
+            targets[name] = f"emulator {runbook.providers[name].type}" if emulator_url is not None \
+                else provider.target()
+        except ProviderError as exc:  # a plugin's target() that raised
+            problems.append(source.problem(_provider_position(runbook, name),
+                                           redactor.text(f"providers.{name}: {exc.message}")))
     if problems:
         for provider in providers.values():
             provider.close()
         raise LocatedErrors(problems)
-    targets = {
-        name: f"emulator {runbook.providers[name].type}" if emulator_url is not None
-        else provider.target()
-        for name, provider in providers.items()
-    }
     return Prepared(providers, redactor, env, notices, targets, emulator_url, resolved)
 
 

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 from engine.manifest import ManifestWriter, item_record, now_rfc3339, scrubbed_line, step_record
 from engine.model import Runbook, Status, Step, StepResult
 from engine.redaction import Redactor
+from engine.report.colour import PLAIN, Palette
 from engine.report.console import ConsoleReporter
 
 __all__ = ["Recording"]
@@ -17,9 +18,10 @@ class Recording:
     """An observer that prints each finished step (and failed item) and appends it to the manifest."""
 
     def __init__(self, path: str, manifest: dict[str, Any], redactor: Redactor, lines: TextIO,
-                 runbook: Runbook | None, *, keep_records: bool = True) -> None:
+                 runbook: Runbook | None, *, keep_records: bool = True, palette: Palette = PLAIN) -> None:
         """``keep_records``: keep every step's record in memory, for what needs the whole
-        manifest afterwards (``--json``, reports); without it only the journal on disk has them."""
+        manifest afterwards (``--json``, reports); without it only the journal on disk has them.
+        ``palette``: the console lines' colours."""
         self.path = path
         self.manifest = manifest
         self.redactor = redactor
@@ -27,7 +29,7 @@ class Recording:
         self.records: list[dict[str, Any]] = []
         self.keep_records = keep_records
         self.counts: dict[str, int] = {}
-        self.console = ConsoleReporter(lines, redactor, runbook)
+        self.console = ConsoleReporter(lines, redactor, runbook, palette=palette)
         self.writer = ManifestWriter(path, manifest)
         self._t0 = time.monotonic()
         self._items: list[dict[str, Any]] | None = None  # the open for_each step's item records

@@ -125,14 +125,15 @@ def install_crash_plugin(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 60, manifest: bool = True) -> CliResult:
-    """Run ``python -m engine ARGS`` in ``cwd``; ``run`` and ``replay`` write cwd/manifest.json."""
+            timeout: float = 60, manifest: bool = True, module: str = "engine") -> CliResult:
+    """Run ``python -m engine ARGS`` in ``cwd``; ``run`` and ``replay`` write cwd/manifest.json.
+    ``module``: another entry point (``tests.planted_bug``: the CLI with a bug planted)."""
     manifest_path = cwd / "manifest.json"
     argv = list(args)
     if manifest and argv and argv[0] in ("run", "replay") and "--manifest" not in argv:
         argv += ["--manifest", str(manifest_path)]
     proc = subprocess.run(
-        [sys.executable, "-m", "engine", *argv],
+        [sys.executable, "-m", module, *argv],
         cwd=cwd, env=env if env is not None else base_env(),
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )

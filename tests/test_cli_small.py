@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import _hoist_debug
-from tests.conftest import install_crash_plugin, run_cli
+from tests.conftest import run_cli
 
 OK = """\
 version: 1
@@ -39,17 +39,17 @@ def test_debug_after_run_is_accepted(write, tmp_path: Path) -> None:
 
 
 def test_debug_after_run_shows_the_traceback_of_a_bug(tmp_path: Path) -> None:
-    env = install_crash_plugin(tmp_path)
     (tmp_path / "crash.yml").write_text(textwrap.dedent("""\
         version: 1
         name: crash
-        steps: [{id: boom, provider: crash, dispatch: {id: x}}]
+        steps: [{id: boom, provider: membrane, dispatch: {id: x}}]
     """))
-    quiet = run_cli(["run", "crash.yml"], cwd=tmp_path, env=env)
+    quiet = run_cli(["run", "crash.yml", "--emulate"], cwd=tmp_path, module="tests.planted_bug")
     assert quiet.code == 3 and "Traceback" not in quiet.stderr
-    loud = run_cli(["run", "crash.yml", "--debug"], cwd=tmp_path, env=env)
+    assert "internal error (RuntimeError: engine bug holding ); this is a bug" in quiet.stderr
+    loud = run_cli(["run", "crash.yml", "--emulate", "--debug"], cwd=tmp_path, module="tests.planted_bug")
     assert loud.code == 3
-    assert "Traceback" in loud.stderr and "RuntimeError: plugin bug" in loud.stderr
+    assert "Traceback" in loud.stderr and "RuntimeError: engine bug" in loud.stderr
 
 
 def test_a_debug_after_a_double_dash_or_as_an_options_value_is_left_alone(write, tmp_path: Path) -> None:

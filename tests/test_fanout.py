@@ -359,8 +359,8 @@ def test_on_a_terminal_a_fan_out_shows_one_progress_line_with_its_counts(
     emulator.add_fault({"action": "invite-user"}, delay=0.3, times=100)
     users = [{"email": f"u{i}@example.com"} for i in range(6)]
     path = write(fan_out(users, concurrency=2, fail_fast=False))
-    code, out = run_on_terminal(["run", str(path), "--manifest", str(tmp_path / "m.json")], cwd=tmp_path,
-                                env=membrane_env)
+    code, out = run_on_terminal(["run", str(path), "--manifest", str(tmp_path / "m.json"), "--color", "never"],
+                                cwd=tmp_path, env=membrane_env)  # colours: tests/test_colour.py
     assert code == 1
     frames = [f.strip() for f in out.split("\r") if " in flight" in f]
     assert frames, out

@@ -37,6 +37,8 @@ steps:
     tiemout: 30s
 """
 
+WARNS = GOOD + '    input: {tier: "{{ vars.tier }}"}\n'
+
 _SHIPPED = ("pyproject.toml", "README.md", ".pre-commit-hooks.yaml", "engine", "schemas")
 
 
@@ -82,16 +84,28 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def try_repo(hook_repo: Path, home: Path, project: Path, *files: str) -> subprocess.CompletedProcess[str]:
+def try_repo(hook_repo: Path, home: Path, project: Path, *files: str,
+             verbose: bool = True) -> subprocess.CompletedProcess[str]:
     env = base_env(PRE_COMMIT_HOME=str(home), PRE_COMMIT_COLOR="never")
     env.pop("PYTHONPATH", None)  # the hook must run the copy pre-commit installed
     env.pop("VIRTUAL_ENV", None)
     return subprocess.run(
         [sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo), "runbook-validate",
-         "--verbose", "--files", *files],
+         *(["--verbose"] if verbose else []), "--files", *files],
         cwd=project, env=env, capture_output=True, text=True, timeout=900,
         stdin=subprocess.DEVNULL,
     )
+
+
+def test_a_passing_hook_shows_its_warnings_without_verbose(hook_repo: Path, precommit_home: Path,
+                                                          project: Path) -> None:
+    (project / "runbooks" / "warn.yml").write_text(WARNS)
+    _git("add", "-A", cwd=project)
+    result = try_repo(hook_repo, precommit_home, project, "runbooks/warn.yml", verbose=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Passed" in output, output
+    assert "runbooks/warn.yml:7:19: warning: steps[0] (hello) input.tier: vars.tier is not set" in output, output
 
 
 def test_hook_definition_is_what_pre_commit_expects() -> None:

@@ -266,8 +266,8 @@ def test_on_a_terminal_the_step_in_flight_shows_its_elapsed_time(write, tmp_path
                                                                  membrane_env: dict[str, str]) -> None:
     emulator.add_fault({"action": "slow-action"}, delay=0.6)
     path = write(SLOW)
-    code, out = run_on_terminal(["run", str(path), "--manifest", str(tmp_path / "m.json")], cwd=tmp_path,
-                                env=membrane_env)
+    code, out = run_on_terminal(["run", str(path), "--manifest", str(tmp_path / "m.json"), "--color", "never"],
+                                cwd=tmp_path, env=membrane_env)  # colours: tests/test_colour.py
     assert code == 0
     assert "\x1b" not in out  # rewritten with a carriage return, no escape sequences
     frames = [f for f in out.split("\r") if f.strip().startswith(("|", "/", "-", "\\")) and " wait " in f]

@@ -264,6 +264,20 @@ def test_an_error_of_a_template_that_reads_secrets_is_withheld(write, tmp_path: 
 
 
 def test_an_internal_error_prints_no_secret(tmp_path: Path) -> None:
+    (tmp_path / "crash.yml").write_text(textwrap.dedent("""\
+        version: 1
+        name: crash
+        steps:
+          - {id: boom, provider: membrane, dispatch: {id: x}, input: {key: "{{ secrets.LONG | reverse }}"}}
+    """))
+    for args in (["run", "crash.yml", "--emulate"], ["run", "crash.yml", "--emulate", "--debug"]):
+        result = run_cli(args, cwd=tmp_path, env=base_env(LONG=SECRET), module="tests.planted_bug")
+        assert result.code == 3
+        assert "engine bug holding ***" in result.stderr, result.stderr
+        assert SECRET not in result.stderr and SECRET not in _manifest_text(result)
+
+
+def test_a_plugin_s_failure_prints_no_secret(tmp_path: Path) -> None:
     env = install_crash_plugin(tmp_path, LONG=SECRET)
     (tmp_path / "crash.yml").write_text(textwrap.dedent("""\
         version: 1
@@ -271,11 +285,11 @@ def test_an_internal_error_prints_no_secret(tmp_path: Path) -> None:
         steps:
           - {id: boom, provider: crash, dispatch: {id: x}, input: {key: "{{ secrets.LONG | reverse }}"}}
     """))
-    for args in (["run", "crash.yml"], ["run", "crash.yml", "--debug"]):
-        result = run_cli(args, cwd=tmp_path, env=env)
-        assert result.code == 3
-        assert "plugin bug holding ***" in result.stderr, result.stderr
-        assert SECRET not in _manifest_text(result)
+    result = run_cli(["run", "crash.yml"], cwd=tmp_path, env=env)
+    assert result.code == 1
+    assert "plugin bug holding ***" in result.stdout, result.stdout
+    assert "plugin bug holding ***" in result.step("boom")["error"]["message"]
+    assert SECRET not in result.stdout + result.stderr and SECRET not in _manifest_text(result)
 
 
 # -- files --------------------------------------------------------------------------------------

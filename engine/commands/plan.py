@@ -35,7 +35,7 @@ from engine.errors import Problem
 from engine.model import Runbook, Step
 from engine.preflight import preflight, secret_references
 from engine.providers.base import ActionCall, ProviderError, RequestBuilder
-from engine.providers.registry import provider_class
+from engine.providers.registry import PluginRequests, provider_class
 from engine.templating import REDACTED, Templates, field_name, is_template, iter_templates, step_templates, truthy
 from engine.validation import load_checked
 from engine.vars import cli_var_names, resolve_vars
@@ -235,16 +235,30 @@ class _Planner:
 
     def builder(self, name: str, type_name: str) -> RequestBuilder | None:
         """The request rules of provider ``name``, from its block as rendered here (so a
-        value read from a secret is ``***``); None for a type that cannot show them."""
+        value read from a secret is ``***``); None for a type that cannot show them (a
+        plugin that cannot be built from that block, which is a warning)."""
         if name not in self._builders:
-            self._builders[name] = provider_class(type_name).request_builder(
-                name, self.provider_config(name), env=self.environ)
+            try:
+                self._builders[name] = provider_class(type_name).request_builder(
+                    name, self.provider_config(name), env=self.environ)
+            except ProviderError as exc:
+                spec = self.runbook.providers[name]
+                self.problems.append(self.runbook.source.problem(
+                    spec.path or ("providers",), f"providers.{name}: plan cannot show its requests: {exc.message}",
+                    severity="warning"))
+                self._builders[name] = None
         return self._builders[name]
+
+    def close(self) -> None:
+        """Close the plugin providers built to show their requests."""
+        for builder in self._builders.values():
+            if isinstance(builder, PluginRequests):
+                builder.close()
 
     def request(self, step: Step, call: ActionCall, deferred: bool) -> tuple[Any, str | None, Any, bool]:
         """(the request record, where it goes, its headers, whether ``with`` is in the record)."""
         builder = self.builder(step.provider, step.provider_type)
-        if builder is None:  # a plugin type: the step as the runbook gives it
+        if builder is None:  # the step as the runbook gives it
             body: dict[str, Any] = {"dispatch": {call.style: call.target}}
             if call.input is not None:
                 body["input"] = call.input
@@ -263,6 +277,8 @@ class _Planner:
             consumed = builder.request_body(call._replace(options={})) != record
         except ProviderError:
             consumed = True
+        if wire is None:  # a plugin's own record; how it sends is its own
+            return record, None, None, consumed
         return record, f"{wire.method} {wire.url}", wire.shown_headers(), consumed
 
     def step(self, step: Step) -> dict[str, Any]:
@@ -392,8 +408,11 @@ def build_plan(runbook: Runbook, templates: Templates, variables: Mapping[str, A
     """The plan as data (what ``--json`` prints) and the problems a run would meet;
     ``resolved``: what the remote check resolved each step's action to (step id -> it)."""
     planner = _Planner(runbook, templates, variables, environ, resolved)
-    steps = [planner.step(s) for s in runbook.steps]
-    finally_steps = [planner.step(s) for s in runbook.finally_steps]
+    try:
+        steps = [planner.step(s) for s in runbook.steps]
+        finally_steps = [planner.step(s) for s in runbook.finally_steps]
+    finally:
+        planner.close()
     outputs = {k: planner.value(v, ("outputs", k)) for k, v in runbook.outputs.items()}
     secrets = secret_references(runbook, templates)
     data = {

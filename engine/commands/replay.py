@@ -73,7 +73,8 @@ def replay(
         manifest = header(run_info["id"], run_info["started_at"], runbook_path, runbook.name,
                           runbook.sha256, variables, git_info(runbook_path), emulated=emulate)
         manifest["run"]["replay_of"] = previous["run"]["id"]
-        recording = Recording(path, manifest, prepared.redactor, reports.console(stdout, stderr), trimmed)
+        console = reports.console(stdout, stderr)
+        recording = Recording(path, manifest, prepared.redactor, console, trimmed, palette=reports.palette(console))
         runner = Runner(trimmed, templates, vars=variables, environ=prepared.environ,
                         run_info=run_info, providers=prepared.providers,
                         redactor=prepared.redactor, targets=prepared.targets, observer=recording)

@@ -80,8 +80,9 @@ def run(
             manifest = header(run_info["id"], run_info["started_at"], file, runbook.name,
                               runbook.sha256, variables, repository, emulated=emulate,
                               resumed_from=previous["run"]["id"] if previous else None)
-            recording = Recording(path, manifest, prepared.redactor, reports.console(stdout, stderr), runbook,
-                                  keep_records=reports.needs_manifest)
+            console = reports.console(stdout, stderr)
+            recording = Recording(path, manifest, prepared.redactor, console, runbook,
+                                  keep_records=reports.needs_manifest, palette=reports.palette(console))
             runner = Runner(
                 runbook, templates, vars=variables, environ=prepared.environ, run_info=run_info,
                 providers=prepared.providers, redactor=prepared.redactor,

@@ -109,9 +109,12 @@ def validate(patterns: Sequence[str], *, var_pairs: Sequence[str] = (), vars_fil
         failed = {p.file for p in problems if p.severity == "error"}
         checked = [f for f in files if f not in failed]
         problems = sorted(problems + _remote_problems(checked, given, remote))
-    _print(reports.format if reports else "text", problems, files, skipped, stdout=stdout, stderr=stderr)
-    if reports is not None:
-        _github(reports, problems, files, skipped, stdout=stdout, stderr=stderr)
+    if reports is None:
+        from engine.report import ReportOptions
+
+        reports = ReportOptions()
+    _print(reports, problems, files, skipped, stdout=stdout, stderr=stderr)
+    _github(reports, problems, files, skipped, stdout=stdout, stderr=stderr)
     return 2 if any(p.severity == "error" for p in problems) else 0
 
 
@@ -186,8 +189,9 @@ def _remote_problems(files: Sequence[str], given: dict[str, object], remote: Rem
     return problems
 
 
-def _print(fmt: str, problems: list[Problem], files: list[str], skipped: list[str], *,
+def _print(reports: ReportOptions, problems: list[Problem], files: list[str], skipped: list[str], *,
            stdout: TextIO, stderr: TextIO) -> None:
+    fmt = reports.format
     if fmt == "json":
         from engine.report import json_output
 
@@ -199,4 +203,5 @@ def _print(fmt: str, problems: list[Problem], files: list[str], skipped: list[st
     else:
         from engine.report import console
 
-        console.problems(problems, files, _skipped_note(skipped) if skipped else None, stdout=stdout, stderr=stderr)
+        console.problems(problems, files, _skipped_note(skipped) if skipped else None, stdout=stdout, stderr=stderr,
+                         palette=reports.palette(stderr), out_palette=reports.palette(stdout))

@@ -18,7 +18,8 @@ pure ``build_request(call)``; ``send`` sends that, adding the credentials, and
 Error types (``ProviderError.type``): :class:`~engine.model.ErrorType`, the one list
 (``configuration``, ``authentication``, ``client_error``, ``rate_limited``, ``server_error``,
 ``timeout``, ``connection``, ``malformed_response``, ``action_failed``; the engine itself adds
-``assertion``, ``template``, ``interrupted`` and ``internal``).
+``assertion``, ``template``, ``interrupted``, ``internal``, and ``plugin`` for whatever else a
+plugin's method raises).
 """
 
 from __future__ import annotations
@@ -137,9 +138,9 @@ class RequestBuilder(Protocol):
         """The request as recorded in the manifest (JSON-compatible)."""
         ...
 
-    def build_request(self, call: ActionCall) -> Request:
+    def build_request(self, call: ActionCall) -> Request | None:
         """The HTTP request ``send`` makes for ``call`` (raises ProviderError ``configuration``
-        for a call the type cannot send)."""
+        for a call the type cannot send); None: a plugin's, which does not say how it sends."""
         ...
 
 

@@ -34,7 +34,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+
+if TYPE_CHECKING:
+    from engine.report.colour import Palette
 
 __all__ = ["Report", "REPORTS", "FORMATS", "ReportOptions", "Manifest", "Writer"]
 
@@ -71,13 +74,14 @@ class ReportOptions:
     """The outputs a command was asked for: the stdout ``format``, the file reports (``paths``: a
     name in :data:`REPORTS` -> where to write it) and their ``settings`` (name -> keyword options
     of its writer); GitHub's workflow-command ``annotations`` (on the console's stream), and
-    ``step_summary``, a path the summary is also appended to (``$GITHUB_STEP_SUMMARY``)."""
+    ``step_summary``, a path the summary is also appended to (``$GITHUB_STEP_SUMMARY``); the
+    console's ``colour`` (``--color``: auto, always, never)."""
 
-    __slots__ = ("format", "paths", "settings", "annotations", "step_summary")
+    __slots__ = ("format", "paths", "settings", "annotations", "step_summary", "colour")
 
     def __init__(self, format: str = "text", paths: Mapping[str, str | None] | None = None, *,
                  settings: Mapping[str, Mapping[str, Any]] | None = None, annotations: bool = False,
-                 step_summary: str | None = None) -> None:
+                 step_summary: str | None = None, colour: str = "auto") -> None:
         if format not in FORMATS:
             raise ValueError(f"unknown output format {format!r}")
         unknown = sorted((set(paths or ()) | set(settings or ())) - set(REPORTS))
@@ -89,11 +93,13 @@ class ReportOptions:
         self.settings = {name: dict(values) for name, values in (settings or {}).items() if values}
         self.annotations = annotations
         self.step_summary = step_summary
+        self.colour = colour
 
     @classmethod
     def for_github(cls, format: str = "text", paths: Mapping[str, str | None] | None = None, *,
                    settings: Mapping[str, Mapping[str, Any]] | None = None, annotations: bool | None = None,
-                   step_summary: bool | None = None, environ: Mapping[str, str] | None = None) -> ReportOptions:
+                   step_summary: bool | None = None, environ: Mapping[str, str] | None = None,
+                   colour: str = "auto") -> ReportOptions:
         """Options with GitHub's defaults: under GitHub Actions (``GITHUB_ACTIONS=true``)
         annotations, and the summary appended to ``$GITHUB_STEP_SUMMARY`` when it is set;
         ``annotations``/``step_summary`` (the flags) win when given. ``--format github`` prints
@@ -106,7 +112,7 @@ class ReportOptions:
         summary_path = env.get("GITHUB_STEP_SUMMARY") or None
         wants_summary = actions if step_summary is None else step_summary
         return cls(format, paths, settings=settings, annotations=wants_annotations and format != "github",
-                   step_summary=summary_path if wants_summary else None)
+                   step_summary=summary_path if wants_summary else None, colour=colour)
 
     def __repr__(self) -> str:
         return f"ReportOptions(format={self.format!r}, paths={self.paths!r})"
@@ -129,6 +135,12 @@ class ReportOptions:
     def console(self, stdout: TextIO, stderr: TextIO) -> TextIO:
         """Where a run's console lines go: stdout, unless it carries the JSON."""
         return stderr if self.json else stdout
+
+    def palette(self, stream: TextIO) -> Palette:
+        """The colours of what goes to ``stream`` (``--color``, NO_COLOR, whether it is a terminal)."""
+        from engine.report.colour import palette_for
+
+        return palette_for(self.colour, stream)
 
     def check_writable(self) -> None:
         """Raise :class:`~engine.errors.RunbookError` unless every report's path can be written."""

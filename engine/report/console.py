@@ -2,9 +2,11 @@
 closing lines, and validate's problems and verdicts.
 
 On a terminal, the step in flight is shown on a line of its own with its elapsed
-time, rewritten in place (carriage return, no escape sequences) and cleared
-before the step's result line. Anywhere else (a pipe, a CI log) only the plain
-result lines are written: no control characters.
+time, rewritten in place (carriage return, no cursor escapes) and cleared
+before the step's result line, and the status marks and errors are coloured
+(:mod:`engine.report.colour`: ``--color``, ``NO_COLOR``). Anywhere else (a pipe, a
+CI log) only the plain result lines are written: no control characters, unless
+``--color always`` asks for colours.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.model import Runbook, Status, Step, StepResult
+from engine.report.colour import PLAIN, Palette
 from engine.report.text import duration, error_line, plural, provider_label, visible
 
 if TYPE_CHECKING:
@@ -34,14 +37,14 @@ _MARK = {
 }
 
 
-def step_line(result: StepResult, id_width: int = 0, prefix: str = "") -> str:
+def step_line(result: StepResult, id_width: int = 0, prefix: str = "", palette: Palette = PLAIN) -> str:
     """``ok    contact  crm (membrane)  api  12 ms  run run_123`` (``prefix``: ``onboard › `` for a
-    step of a called runbook)."""
+    step of a called runbook; ``palette``: its mark coloured by status)."""
     step = result.step
     name = prefix + (step.id if result.index is None else f"{step.id}[{result.index}]")
     what = [provider_label(step.provider, step.provider_type), step.style] if step.child is None \
         else [f"runbook {step.target}"]
-    parts = [_MARK[result.status], name.ljust(id_width), *what]
+    parts = [palette.paint(_MARK[result.status], result.status.value), name.ljust(id_width), *what]
     if result.status is not Status.NOT_RUN:
         parts.append(duration(result.duration_ms))
     if len(result.attempts) > 1:
@@ -59,12 +62,13 @@ def step_line(result: StepResult, id_width: int = 0, prefix: str = "") -> str:
     return "  ".join(parts)
 
 
-def _failure_lines(result: StepResult) -> list[str]:
+def _failure_lines(result: StepResult, palette: Palette = PLAIN) -> list[str]:
     """A failed step's error, its attribution and its first provider logs, indented."""
     err = result.error
     if err is None or result.status is Status.NOT_RUN:
         return []
-    lines = [f"      {error_line(err.type, visible(err.message), err.http_status, err.location)}"]
+    line = error_line(err.type, visible(err.message), err.http_status, err.location)
+    lines = [f"      {palette.paint(line, 'error')}"]
     if err.attribution:
         lines.append(f"      attribution: {visible(str(err.attribution))}")
     for entry in result.logs[:20]:
@@ -159,13 +163,15 @@ class Progress:
 class ConsoleReporter:
     """Prints each finished step; for a failed one, its error and provider logs.
 
-    ``progress`` (default: whether ``stream`` is a terminal) shows the step in flight.
+    ``progress`` (default: whether ``stream`` is a terminal) shows the step in flight;
+    ``palette`` colours the status marks and errors (``--color``).
     """
 
     def __init__(self, stream: TextIO, redactor: Redactor, runbook: Runbook | None = None,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, palette: Palette = PLAIN) -> None:
         self.stream = stream
         self.redactor = redactor
+        self.palette = palette
         steps = runbook.steps + runbook.finally_steps if runbook else ()
         self.id_width = max((len(s.id) for s in steps), default=0)
         self._lock = threading.Lock()
@@ -207,7 +213,7 @@ class ConsoleReporter:
         if result.status is not Status.FAILED:
             return
         self._fan[2] += 1
-        text = "\n".join([step_line(result, self.id_width, self._prefix()), *_failure_lines(result)])
+        text = self._lines(result)
         with self._lock:
             if self.progress is not None:
                 self.progress.clear()
@@ -228,29 +234,36 @@ class ConsoleReporter:
             self.progress.stop()
         if self._calls and result.step is self._calls[-1]:
             self._calls.pop()  # the call itself: its line is the caller's
-        text = "\n".join([step_line(result, self.id_width, self._prefix()), *_failure_lines(result)])
+        text = self._lines(result)
         with self._lock:
             self.stream.write(self.redactor.text(text) + "\n" if self.redactor else text + "\n")
             self.stream.flush()
 
+    def _lines(self, result: StepResult) -> str:
+        """A finished step's (or failed item's) line and, if it failed, its error lines."""
+        return "\n".join([step_line(result, self.id_width, self._prefix(), self.palette),
+                          *_failure_lines(result, self.palette)])
+
     def run_finished(self, status: Status, counts: Mapping[str, int], manifest_path: str) -> None:
         """``failed: 2 succeeded, 1 failed`` and ``manifest: PATH``."""
         summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no steps"
-        self.stream.write(f"{status.value}: {summary}\nmanifest: {manifest_path}\n")
+        verdict = self.palette.paint(status.value, status.value)
+        self.stream.write(f"{verdict}: {summary}\nmanifest: {manifest_path}\n")
 
 
 def problems(found: Sequence[Problem], files: Sequence[str], skipped_note: str | None, *,
-             stdout: TextIO, stderr: TextIO) -> None:
+             stdout: TextIO, stderr: TextIO, palette: Palette = PLAIN, out_palette: Palette = PLAIN) -> None:
     """validate's text: each problem on stderr, ``FILE: valid`` for each file without an
-    error, the files skipped, and the count of errors."""
+    error, the files skipped, and the count of errors (``palette``: stderr's colours,
+    ``out_palette``: stdout's)."""
     for p in found:
-        stderr.write(str(p) + "\n")
+        stderr.write(palette.paint(str(p), p.severity) + "\n")
     errors = [p for p in found if p.severity == "error"]
     bad_files = {p.file for p in errors}
     warned = Counter(p.file for p in found if p.severity == "warning")
     for file in files:
         if file not in bad_files:
-            stdout.write(_valid_line(file, warned[file]))
+            stdout.write(out_palette.paint(_valid_line(file, warned[file]), "succeeded") + "\n")
     if skipped_note:
         stdout.write(skipped_note + "\n")
     if errors:
@@ -259,7 +272,7 @@ def problems(found: Sequence[Problem], files: Sequence[str], skipped_note: str |
 
 def _valid_line(file: str, warnings: int) -> str:
     """``FILE: valid``, with its number of warnings if any."""
-    return f"{file}: valid ({plural(warnings, 'warning')})\n" if warnings else f"{file}: valid\n"
+    return f"{file}: valid ({plural(warnings, 'warning')})" if warnings else f"{file}: valid"
 
 
 # --- a past run, from its manifest (``runbook show``) -------------------------------------------
@@ -267,10 +280,10 @@ def _valid_line(file: str, warnings: int) -> str:
 _RECORDED_MARK = {status.value: mark for status, mark in _MARK.items()}
 
 
-def _record_line(record: Mapping[str, Any], name: str, id_width: int) -> str:
+def _record_line(record: Mapping[str, Any], name: str, id_width: int, palette: Palette) -> str:
     """:func:`step_line` of a step (or item) as the manifest records it."""
     status = record["status"]
-    parts = [_RECORDED_MARK.get(status, status), name.ljust(id_width),
+    parts = [palette.paint(_RECORDED_MARK.get(status, status), status), name.ljust(id_width),
              provider_label(record["provider"], record["provider_type"]), record["dispatch"]]
     if status != "not_run":
         parts.append(duration(record.get("duration_ms")))
@@ -291,13 +304,13 @@ def _record_line(record: Mapping[str, Any], name: str, id_width: int) -> str:
     return "  ".join(parts)
 
 
-def _recorded_failure_lines(record: Mapping[str, Any]) -> list[str]:
+def _recorded_failure_lines(record: Mapping[str, Any], palette: Palette) -> list[str]:
     err = record.get("error")
     if not err or record["status"] == "not_run":
         return []
     line = error_line(err.get("type", "error"), visible(err.get("message", "")), err.get("http_status"),
                       err.get("location"))
-    lines = [f"      {line}"]
+    lines = [f"      {palette.paint(line, 'error')}"]
     if err.get("attribution"):
         lines.append(f"      attribution: {visible(str(err['attribution']))}")
     for entry in (record.get("logs") or [])[:20]:
@@ -305,7 +318,7 @@ def _recorded_failure_lines(record: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def recorded_run(manifest: Mapping[str, Any], manifest_path: str) -> list[str]:
+def recorded_run(manifest: Mapping[str, Any], manifest_path: str, palette: Palette = PLAIN) -> list[str]:
     """The lines ``runbook run`` printed for the run a manifest records: each step's line (and
     a failed one's error and logs), each failed item's line before its step's, the verdict and
     the manifest's path. A run still going (or killed) says so instead of a verdict."""
@@ -317,11 +330,11 @@ def recorded_run(manifest: Mapping[str, Any], manifest_path: str) -> list[str]:
         identity = {k: step[k] for k in ("provider", "provider_type", "dispatch")}
         for item in step.get("items") or []:
             if item["status"] == "failed":
-                out += [_record_line({**identity, **item}, f"{step['id']}[{item['index']}]", id_width),
-                        *_recorded_failure_lines(item)]
+                out += [_record_line({**identity, **item}, f"{step['id']}[{item['index']}]", id_width, palette),
+                        *_recorded_failure_lines(item, palette)]
         if step["status"] == "running":
             continue
-        out += [_record_line(step, step["id"], id_width), *_recorded_failure_lines(step)]
+        out += [_record_line(step, step["id"], id_width, palette), *_recorded_failure_lines(step, palette)]
         counts[step["status"]] = counts.get(step["status"], 0) + 1
     run = manifest["run"]
     if run.get("error"):
@@ -330,6 +343,6 @@ def recorded_run(manifest: Mapping[str, Any], manifest_path: str) -> list[str]:
     if run["status"] == "running":
         out.append(f"running (or stopped without finishing): {summary} so far")
     else:
-        out.append(f"{run['status']}: {summary}")
+        out.append(f"{palette.paint(run['status'], run['status'])}: {summary}")
     out.append(f"manifest: {manifest_path}")
     return out

@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from engine.loader import Document, SparseSourceMap, load_file
-from engine.model import CALL, PollPolicy, ProviderSpec, RetryPolicy, Runbook, Step, parse_duration
+from engine.model import CALL, PollPolicy, ProviderSpec, RetryPolicy, Runbook, Step, parse_duration, provider_config
 
 __all__ = ["build_runbook", "built"]
 
@@ -34,7 +34,7 @@ def build_runbook(doc: Document, path: str) -> Runbook:
     """The frozen :class:`Runbook` of a document that passed validation."""
     data = doc.data
     providers: dict[str, ProviderSpec] = {
-        name: ProviderSpec(name, block["type"], {k: v for k, v in block.items() if k != "rate_limit"},
+        name: ProviderSpec(name, block["type"], provider_config(block),
                            ("providers", name), _rate_limit(block.get("rate_limit")))
         for name, block in (data.get("providers") or {}).items()
     }
@@ -52,7 +52,7 @@ def build_runbook(doc: Document, path: str) -> Runbook:
         else:
             pname = raw["provider"]
             if pname not in providers:
-                providers[pname] = ProviderSpec(pname, pname, {"type": pname}, ())
+                providers[pname] = ProviderSpec(pname, pname, {}, ())
             style, target = next(iter(raw["dispatch"].items()))
         timeout = raw.get("timeout", defaults.get("timeout"))
         step_timeout = raw.get("step_timeout", defaults.get("step_timeout"))

@@ -9,9 +9,9 @@ from typing import Any
 
 from engine.errors import Problem
 from engine.loader import Document, Path
-from engine.model import FANOUT_ATTRIBUTES, STEP_ATTRIBUTES, parse_duration
-from engine.providers.registry import TypeInfo, known_types, type_info
-from engine.schemas import YAML11_BOOLEANS, YAML12_BOOLEANS, bool_fix, suggest
+from engine.model import DISPATCH_STYLES, FANOUT_ATTRIBUTES, STEP_ATTRIBUTES, parse_duration, provider_config
+from engine.providers.registry import TypeInfo, known_types, plugin_failure, plugin_types, type_info
+from engine.schemas import YAML11_BOOLEANS, YAML12_BOOLEANS, bool_fix, checker, schema_messages, suggest
 from engine.templating import (
     CONTEXT_NAMES,
     KEPT_GLOBALS,
@@ -37,13 +37,22 @@ _KNOWN_NAMES = frozenset({*CONTEXT_NAMES, *KEPT_GLOBALS})
 #: The keys of a step that only a for_each step may have.
 _FANOUT_KEYS = ("as", "concurrency", "fail_fast")
 
-#: The keys of a provider block that are the engine's, not the provider type's.
-ENGINE_PROVIDER_KEYS = ("rate_limit",)
-
-
 def semantic_problems(doc: Document, templates: Templates) -> list[Problem]:
     """The problems of a runbook (a mapping) that its schema cannot see."""
     return _Semantics(doc, templates).run()
+
+
+def _unknown_type(name: str) -> str:
+    """Why a provider type cannot be used: its plugin's failure, or that there is no such type
+    (with the closest name, built in or a plugin's)."""
+    failure = plugin_failure(name)
+    if failure is not None:
+        return failure
+    plugins = plugin_types()
+    listed = f"built-in types: {', '.join(known_types())}"
+    if plugins:
+        listed += f"; plugin types: {', '.join(plugins)}"
+    return f"unknown provider type {name!r}{suggest(name, known_types() + plugins)}; {listed}"
 
 
 def _ids(section: Any) -> list[str]:
@@ -61,6 +70,8 @@ class _Semantics:
         self.templates = templates
         self.problems: list[Problem] = []
         self.provider_types: dict[str, str] = {}
+        #: types used without a block (their empty configuration checked once)
+        self.direct_types: set[str] = set()
         self._kinds: dict[str, tuple[TypeInfo | None, str | None]] | None = None
         #: the ids of the for_each steps
         self.fan_outs = {s["id"] for section in ("steps", "finally") for s in items(self.data.get(section))
@@ -161,15 +172,11 @@ class _Semantics:
             ptype = block["type"]
             info = type_info(ptype)
             if info is None:
-                self.error(
-                    ("providers", name, "type"),
-                    f"unknown provider type {ptype!r}{suggest(ptype, known_types())}; "
-                    f"built-in types: {', '.join(known_types())}",
-                )
+                self.error(("providers", name, "type"), _unknown_type(ptype))
                 continue
             self.provider_types[name] = ptype
-            config = {k: v for k, v in block.items() if k not in ENGINE_PROVIDER_KEYS}
-            self.problems.extend(provider_problems(self.doc, info, "config", config, ("providers", name)))
+            self.problems.extend(provider_problems(self.doc, info, "config", provider_config(block),
+                                                   ("providers", name)))
             for path, src in iter_templates(block, ("providers", name)):
                 analysis = self.compile(path, src)
                 if analysis is not None and analysis.steps:
@@ -186,13 +193,24 @@ class _Semantics:
             return None  # its own block is already reported
         info = type_info(name)
         if info is None:
+            failure = plugin_failure(name)
+            if failure is not None:
+                self.error(path + ("provider",), failure)
+                return None
             names = list(providers) if isinstance(providers, dict) else []
+            plugins = plugin_types()
             self.error(
                 path + ("provider",),
-                f"unknown provider {name!r}{suggest(name, names + known_types())}: "
-                "name an entry of providers: or a provider type "
-                f"({', '.join(known_types())})",
+                f"unknown provider {name!r}{suggest(name, names + known_types() + plugins)}: "
+                f"name an entry of providers: or a provider type ({', '.join(known_types() + plugins)})",
             )
+        elif name not in self.direct_types:  # a type used as it is: run builds it from {}
+            self.direct_types.add(name)
+            needs = "; ".join(m.text for m in schema_messages(checker(info.config_schema), {}, ()))
+            if needs:
+                self.error(path + ("provider",),
+                           f"provider type {name!r} is used without a block under providers:, and its "
+                           f"configuration cannot be empty: {needs}")
         return info
 
     def check_step(self, step: dict[str, Any], path: Path, earlier: set[str], all_ids: set[str]) -> None:
@@ -271,7 +289,7 @@ class _Semantics:
         if not isinstance(dispatch, dict) or len(dispatch) != 1:
             return  # the schema pass says so
         style = next(iter(dispatch))
-        if style in ("id", "key", "api", "code") and style not in info.styles:
+        if style in DISPATCH_STYLES and style not in info.styles:
             reason = f"; {info.style_hint}" if info.style_hint else ""
             self.error(
                 path + ("dispatch", style),
