@@ -143,19 +143,16 @@ not_a_class = 42
 '''
 
 
+#: The entry points of the distribution ``broken``: type name -> target.
+BROKEN_TYPES = {"gone": "brokn:Provider", "badschema": "broken:BadSchema", "badstyles": "broken:BadStyles",
+                "nosend": "broken:NoSend", "number": "broken:not_a_class", "initfails": "broken:InitFails",
+                "strict": "broken:Strict", "badrecord": "broken:BadRecord", "closefails": "broken:CloseFails"}
+
+
 @pytest.fixture
 def broken_env(tmp_path: Path) -> dict[str, str]:
     install_plugin(tmp_path, "rbplugin", PLUGIN, {"echo": "rbplugin:EchoProvider"})
-    (tmp_path / "site" / "broken.py").write_text(BROKEN)
-    dist = tmp_path / "site" / "broken-2.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 2.0\n")
-    (dist / "entry_points.txt").write_text("[runbook.providers]\n" + "".join(
-        f"{name} = {target}\n" for name, target in {
-            "gone": "brokn:Provider", "badschema": "broken:BadSchema", "badstyles": "broken:BadStyles",
-            "nosend": "broken:NoSend", "number": "broken:not_a_class", "initfails": "broken:InitFails",
-            "strict": "broken:Strict", "badrecord": "broken:BadRecord", "closefails": "broken:CloseFails"}.items()))
-    return base_env(PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{base_env()['PYTHONPATH']}")
+    return install_plugin(tmp_path, "broken", BROKEN, BROKEN_TYPES)  # the same site folder
 
 
 @pytest.mark.parametrize(("ptype", "why"), [
@@ -168,8 +165,7 @@ def broken_env(tmp_path: Path) -> dict[str, str]:
 ])
 def test_a_plugin_that_cannot_load_is_its_failure_exit_2(write, tmp_path: Path, broken_env, ptype: str,
                                                           why: str) -> None:
-    entry = {"gone": "brokn:Provider", "badschema": "broken:BadSchema", "badstyles": "broken:BadStyles",
-             "nosend": "broken:NoSend", "number": "broken:not_a_class"}[ptype]
+    entry = BROKEN_TYPES[ptype]
     path = write(f"""
         version: 1
         name: broken
@@ -179,7 +175,7 @@ def test_a_plugin_that_cannot_load_is_its_failure_exit_2(write, tmp_path: Path, 
           - {{id: a, provider: p, dispatch: {{id: x}}}}
           - {{id: b, provider: {ptype}, dispatch: {{id: x}}}}
     """)
-    expected = f"provider type {ptype!r} comes from the plugin broken 2.0 (entry point {ptype} = {entry}), which {why}"
+    expected = f"provider type {ptype!r} comes from the plugin broken 0.1 (entry point {ptype} = {entry}), which {why}"
     for command in ("validate", "run", "plan"):
         result = run_cli([command, str(path)], cwd=tmp_path, env=broken_env)
         assert result.code == 2, (command, result.stderr)
@@ -202,12 +198,12 @@ def test_a_plugin_whose_setup_raises_is_exit_2_before_anything_is_sent(write, tm
     """)
     result = run_cli(["run", str(path)], cwd=tmp_path, env=broken_env)
     assert result.code == 2, result.stderr
-    assert (f"{path}:4:6: providers.p: the plugin broken 2.0 (entry point initfails = broken:InitFails) raised in "
+    assert (f"{path}:4:6: providers.p: the plugin broken 0.1 (entry point initfails = broken:InitFails) raised in "
             "__init__(): KeyError: 'api_key' (broken.py:20 in __init__)") in result.stderr
     assert not result.manifest_path.exists()  # step a was not sent either
     planned = run_cli(["plan", str(path)], cwd=tmp_path, env=broken_env)
     assert planned.code == 0
-    assert "warning: providers.p: plan cannot show its requests: the plugin broken 2.0" in planned.stderr
+    assert "warning: providers.p: plan cannot show its requests: the plugin broken 0.1" in planned.stderr
 
 
 def test_a_plugin_s_record_failing_fails_the_step_and_its_clean_up_failing_warns(write, tmp_path: Path,
@@ -226,7 +222,7 @@ def test_a_plugin_s_record_failing_fails_the_step_and_its_clean_up_failing_warns
     assert error["type"] == "plugin"
     assert error["message"].endswith("raised in request_body(): ZeroDivisionError: division by zero "
                                      "(broken.py:25 in request_body)"), error
-    assert ("warning: the plugin broken 2.0 (entry point closefails = broken:CloseFails) raised in close(): "
+    assert ("warning: the plugin broken 0.1 (entry point closefails = broken:CloseFails) raised in close(): "
             "OSError: socket already gone (broken.py:30 in close)") in result.stderr
     assert "internal error" not in result.stderr
 
