@@ -6,11 +6,13 @@ JSON that the script renders. It shows the run's header (status, runbook, git co
 duration), the errors with their ``FILE:LINE``, and a timeline of the steps and ``for_each``
 items with their attempts and the retry waits between them, drawn to scale; every status is
 shown by colour and by text. A step's request, output, exports and logs are folded and only
-rendered when unfolded.
+rendered when unfolded. A step that called a runbook (or an item of one) opens onto the called
+runbook's steps, indented rows on the run's time axis that open the same way, at any depth.
 
 It stays usable for thousands of steps and items: a step is one light row; a ``for_each``
 step's items are rendered only when its list is opened, and then only those scrolled into
-view; details exist in the page only while they are open.
+view; a called runbook's steps only while their caller (or its item) is open; details exist
+in the page only while they are open.
 
 It reads only the manifest's records, whose requests, outputs and errors are already
 redacted by taint and scrubbed of known secret values: nothing here sees a raw value.
@@ -24,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.report import Manifest
-from engine.report.positions import line_of, step_lines
+from engine.report.positions import Lines, line_of, step_lines
 
 __all__ = ["html_report", "report_data", "write"]
 
@@ -63,31 +65,31 @@ def _folded(value: Any) -> Any:
 
 
 class _Timeline:
-    """Offsets from the run's start, in milliseconds."""
+    """Offsets from the run's start, in milliseconds, and the latest end of anything drawn."""
 
     def __init__(self, t0: float | None) -> None:
         self.t0 = t0
+        self.end = 0
 
     def offset(self, stamp: Any) -> int | None:
         at = _ms(stamp)
         return None if at is None or self.t0 is None else max(0, round(at - self.t0))
 
-    def attempts(self, record: Record) -> list[list[Any]]:
-        """``[offset, duration, http status, error]`` per attempt."""
-        return [[self.offset(a.get("started_at")), a.get("duration_ms") or 0, a.get("http_status"), a.get("error")]
-                for a in record.get("attempts") or []]
+    def place(self, record: Record) -> Record:
+        """A record's start, duration and ``[offset, duration, http status, error]`` per attempt."""
+        start, duration = self.offset(record.get("started_at")), record.get("duration_ms") or 0
+        attempts = [[self.offset(a.get("started_at")), a.get("duration_ms") or 0, a.get("http_status"), a.get("error")]
+                    for a in record.get("attempts") or []]
+        for at, took in [(start, duration), *((a[0], a[1]) for a in attempts)]:
+            if at is not None:
+                self.end = max(self.end, at + took)
+        return {"s": start, "d": duration, "att": attempts}
 
 
 def _outcome(record: Record, timeline: _Timeline) -> Record:
     """What a step and an item share: status, times, attempts, error, run id, the folded values."""
-    data: Record = {
-        "status": record["status"],
-        "s": timeline.offset(record.get("started_at")),
-        "d": record.get("duration_ms") or 0,
-        "att": timeline.attempts(record),
-        "err": record.get("error"),
-        "run_id": record.get("run_id"),
-    }
+    data: Record = {"status": record["status"], **timeline.place(record), "err": record.get("error"),
+                    "run_id": record.get("run_id")}
     if record.get("reused_from"):
         data["reused"] = record["reused_from"]
     for key, short in (("request", "req"), ("output", "out"), ("exports", "exp"), ("logs", "logs")):
@@ -97,30 +99,53 @@ def _outcome(record: Record, timeline: _Timeline) -> Record:
     return data
 
 
-def report_data(manifest: Manifest, manifest_path: str | None = None) -> Record:
-    """The run as the page's script reads it (offsets in milliseconds from the run's start)."""
-    run, runbook = manifest["run"], manifest["runbook"]
-    t0 = _ms(run.get("started_at"))
-    timeline = _Timeline(t0)
-    lines = step_lines(manifest)
-    steps: list[Record] = []
-    end = 0
-    for record in manifest.get("steps") or []:
+class _Steps:
+    """Step records as the page reads them, the steps of the runbooks they called nested under them."""
+
+    def __init__(self, timeline: _Timeline) -> None:
+        self.timeline = timeline
+        #: the lines of each called runbook's steps, by its path and sha256: its file is read at most once
+        self._called_lines: dict[tuple[Any, Any], Lines] = {}
+
+    def of(self, records: list[Record], lines: Lines) -> list[Record]:
+        return [self._step(record, lines) for record in records]
+
+    def _step(self, record: Record, lines: Lines) -> Record:
         step: Record = {"id": record["id"], "name": record.get("name"), "section": record.get("section", "steps"),
                         "provider": record.get("provider"), "ptype": record.get("provider_type"),
                         "dispatch": record.get("dispatch"), "line": line_of(lines, record),
-                        **_outcome(record, timeline)}
+                        **_outcome(record, self.timeline)}
+        called = record.get("called") or {}
+        if called:
+            step["called"] = {"path": called.get("path"), "name": called.get("name")}
+        if isinstance(record.get("children"), list):
+            step["children"] = self._children(called, record["children"])
         if record.get("items") is not None:
-            step["items"] = [{"i": item.get("index", n), **_outcome(item, timeline)}
-                             for n, item in enumerate(record["items"])]
-        for item in [step, *step.get("items", ())]:
-            if item["s"] is not None:
-                end = max(end, item["s"] + item["d"])
-            for attempt in item["att"]:
-                if attempt[0] is not None:
-                    end = max(end, attempt[0] + attempt[1])
-        steps.append(step)
-    total = max(run.get("duration_ms") or 0, end, 1)
+            step["items"] = [self._item(item, n, called) for n, item in enumerate(record["items"])]
+        return step
+
+    def _item(self, record: Record, position: int, called: Record) -> Record:
+        item: Record = {"i": record.get("index", position), **_outcome(record, self.timeline)}
+        if isinstance(record.get("children"), list):
+            item["children"] = self._children(called, record["children"])
+        return item
+
+    def _children(self, called: Record, children: list[Record]) -> list[Record]:
+        """A called runbook's steps at their lines in its file: each the line it recorded, else the
+        file's, when it still holds the text that ran (read at most once per file)."""
+        key = (called.get("path"), called.get("sha256"))
+        if key not in self._called_lines:
+            self._called_lines[key] = step_lines({"runbook": called, "steps": children})
+        recorded = step_lines({"runbook": {}, "steps": children})  # no file: only their own lines
+        return self.of(children, {**self._called_lines[key], **recorded})
+
+
+def report_data(manifest: Manifest, manifest_path: str | None = None) -> Record:
+    """The run as the page's script reads it (offsets in milliseconds from the run's start)."""
+    run, runbook = manifest["run"], manifest["runbook"]
+    timeline = _Timeline(_ms(run.get("started_at")))
+    steps = _Steps(timeline).of(manifest.get("steps") or [], step_lines(manifest))
+    total = max(run.get("duration_ms") or 0, timeline.end, 1)
     return {
         "run": {k: run.get(k) for k in ("id", "status", "started_at", "finished_at", "duration_ms", "resumed_from",
                                         "replay_of", "emulated", "error")},
@@ -220,6 +245,8 @@ code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, m
 .row > div { padding: 2px 6px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .lbl { font-size: 12px; font-weight: 600; color: var(--c); }
 .sid { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px; }
+.sid .callers { color: var(--muted); }
+.children { box-shadow: inset 3px 0 0 var(--line); }
 .sid small { color: var(--muted); font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; }
 .dur { text-align: right; color: var(--muted); font-size: 12px; }
 .track { position: relative; height: 16px; }
@@ -299,8 +326,32 @@ _SCRIPT = r"""
     var status = err.http_status ? " (HTTP " + err.http_status + ")" : "";
     return where + (err.type || "error") + status + ": " + (err.message || "");
   }
-  function stepWhere(step) {
-    return D.runbook.path && step.line ? D.runbook.path + ":" + step.line : "";
+  function stepWhere(n) {
+    return n.file && n.step.line ? n.file + ":" + n.step.line : "";
+  }
+
+  // a step or an item as the page shows it, found by its path ("3" the run's 4th step, "3.1" the 2nd
+  // step of the runbook it called, "3.i5.0" the 1st step that its 6th item's call ran): its record,
+  // the step it is of (an item's is its for_each step), the callers shown before its id, the id
+  // shown, the runbook file it is in and how deep in calls
+  function topNode(k) {
+    var step = D.steps[k];
+    return {path: String(k), rec: step, step: step, callers: "", label: step.id, file: D.runbook.path, depth: 0};
+  }
+  function childNode(n, part) {
+    if (part.charAt(0) === "i") {
+      var item = n.rec.items[+part.slice(1)];
+      return {path: n.path + "." + part, rec: item, step: n.step, callers: n.callers,
+        label: n.label + "[" + item.i + "]", file: n.file, depth: n.depth};
+    }
+    var kid = n.rec.children[+part], callers = n.label + " \u203a ";
+    return {path: n.path + "." + part, rec: kid, step: kid, callers: callers, label: callers + kid.id,
+      file: (n.step.called || {}).path, depth: n.depth + 1};
+  }
+  function nodeAt(path) {
+    var parts = String(path).split("."), n = topNode(+parts[0]);
+    for (var p = 1; p < parts.length; p++) n = childNode(n, parts[p]);
+    return n;
   }
 
   // the bars of one step or item: its span, each attempt, the waits between attempts
@@ -364,14 +415,29 @@ _SCRIPT = r"""
       (run.error ? "<p class=\"error\">run error: " + esc(run.error) + "</p>" : "");
   }
 
+  function errorItem(n, causes) {
+    var where = n.rec.err.location || stepWhere(n);
+    return "<li><a href=\"#step-" + n.path + "\" data-open=\"" + n.path + "\">" + esc(n.label) + "</a> " +
+      esc(label(n.rec.status)[1]) + (where ? " at <code class=\"where\">" + esc(where) + "</code>" : "") +
+      ": <span class=\"error\">" + esc(errorLine(n.rec.err, false)) + "</span>" +
+      (causes.length ? "<ul>" + causes.join("") + "</ul>" : "") + "</li>";
+  }
+  // the failed steps deepest in the runbooks a step called: where its failure started
+  function failureCauses(n) {
+    var found = [];
+    (n.rec.children || []).forEach(function (kid, c) {
+      if (!isFailure(kid) || !kid.err) return;
+      var kn = childNode(n, String(c)), deeper = failureCauses(kn);
+      if (deeper.length) found.push.apply(found, deeper); else found.push(errorItem(kn, []));
+    });
+    return found;
+  }
   function renderErrors() {
     var out = [];
     D.steps.forEach(function (step, k) {
-      if ((step.status === "failed" || step.status === "interrupted") && step.err) {
-        var where = step.err.location || stepWhere(step);
-        out.push("<li><a href=\"#step-" + k + "\" data-open=\"" + k + "\">" + esc(step.id) + "</a> " +
-          esc(label(step.status)[1]) + (where ? " at <code class=\"where\">" + esc(where) + "</code>" : "") +
-          ": <span class=\"error\">" + esc(errorLine(step.err, false)) + "</span></li>");
+      if (isFailure(step) && step.err) {
+        var n = topNode(k);
+        out.push(errorItem(n, failureCauses(n)));
       }
     });
     var el = document.getElementById("errors");
@@ -390,22 +456,30 @@ _SCRIPT = r"""
       "</div><div class=\"dur\">duration</div></div>";
   }
 
-  function stepRow(step, k) {
-    var l = label(step.status);
-    var extra = "";
+  function tally(list, noun) {
+    var fails = list.filter(isFailure).length;
+    return " <small>" + list.length + " " + noun + (list.length === 1 ? "" : "s") +
+      (fails ? ", " + fails + " failed" : "") + "</small>";
+  }
+  // the row of a step of the run or of a runbook it called (indented, after its callers' ids)
+  function stepRow(n) {
+    var step = n.rec, l = label(step.status);
+    var extra = n.depth && step.section === "finally" ? " <small>finally</small>" : "";
     if (step.items) {
-      var fails = step.items.filter(isFailure).length;
-      extra = " <small>" + step.items.length + " item" + (step.items.length === 1 ? "" : "s") +
-        (fails ? ", " + fails + " failed" : "") + "</small>";
+      extra += tally(step.items, "item");
+    } else if (step.children) {
+      extra += tally(step.children, "step");
     } else if (step.att.length > 1) {
-      extra = " <small>" + step.att.length + " attempts</small>";
+      extra += " <small>" + step.att.length + " attempts</small>";
     }
     var name = step.name ? " <small>" + esc(step.name) + "</small>" : "";
-    return "<div class=\"grid row st-" + esc(step.status) + "\" id=\"step-" + k + "\" data-k=\"" + k +
-      "\" data-step=\"" + esc(step.id) + "\" tabindex=\"0\" role=\"button\" aria-expanded=\"false\">" +
+    var indent = n.depth ? " style=\"padding-left:" + (6 + 18 * n.depth) + "px\"" : "";
+    return "<div class=\"grid row st-" + esc(step.status) + "\" id=\"step-" + n.path + "\" data-path=\"" + n.path +
+      "\" data-step=\"" + esc(n.label) + "\" tabindex=\"0\" role=\"button\" aria-expanded=\"false\">" +
       "<div class=\"lbl\">" + l[0] + " " + esc(l[1]) + "</div>" +
-      "<div class=\"sid\" title=\"" + esc(step.id) + "\">" + esc(step.id) + name + extra + "</div>" +
-      "<div class=\"track\">" + (step.items ? "<canvas data-k=\"" + k + "\"></canvas>" : "") +
+      "<div class=\"sid\" title=\"" + esc(n.label) + "\"" + indent + ">" +
+      (n.callers ? "<span class=\"callers\">" + esc(n.callers) + "</span>" : "") + esc(step.id) + name + extra +
+      "</div><div class=\"track\">" + (step.items ? "<canvas data-path=\"" + n.path + "\"></canvas>" : "") +
       bars(step, 0, TOTAL) + "</div>" +
       "<div class=\"dur\">" + (step.status === "not_run" ? "" : esc(dur(step.d))) + "</div></div>";
   }
@@ -421,7 +495,7 @@ _SCRIPT = r"""
   }
   // every item of a fan-out in its step's row, on one canvas: no element per item
   function drawItems(canvas) {
-    var step = D.steps[+canvas.getAttribute("data-k")];
+    var step = nodeAt(canvas.getAttribute("data-path")).rec;
     var w = canvas.clientWidth || 600, h = 16, ratio = window.devicePixelRatio || 1;
     canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio);
     var ctx = canvas.getContext("2d");
@@ -439,6 +513,10 @@ _SCRIPT = r"""
       });
     });
   }
+  function drawAllItems(root) {
+    var canvases = root.querySelectorAll("canvas[data-path]");
+    for (var i = 0; i < canvases.length; i++) drawItems(canvases[i]);
+  }
 
   function renderTimeline() {
     var html = [axis()], section = null;
@@ -447,7 +525,7 @@ _SCRIPT = r"""
         section = step.section;
         html.push("<div class=\"sect\">" + (section === "finally" ? "finally" : "steps") + "</div>");
       }
-      html.push(stepRow(step, k));
+      html.push(stepRow(topNode(k)));
     });
     if (!D.steps.length) html.push("<p>No step ran.</p>");
     var el = document.getElementById("timeline");
@@ -458,8 +536,7 @@ _SCRIPT = r"""
       "<span><i style=\"background:repeating-linear-gradient(90deg,var(--wait) 0 2px,transparent 2px 4px)\">" +
       "</i>retry wait</span>" +
       "<span>scale: the whole run, " + esc(dur(TOTAL)) + "; click a step for its details</span></div>" + html.join("");
-    var canvases = el.querySelectorAll("canvas[data-k]");
-    for (var i = 0; i < canvases.length; i++) drawItems(canvases[i]);
+    drawAllItems(el);
   }
 
   function pre(value) {
@@ -489,13 +566,18 @@ _SCRIPT = r"""
     return "<table><tr><th>attempt</th><th>started</th><th>waited</th><th>took</th><th>HTTP</th><th>result</th></tr>" +
       rows + "</table>";
   }
-  function detailsHtml(step, rec, title) {
-    var where = stepWhere(step);
+  function detailsHtml(n) {
+    var rec = n.rec, step = n.step, where = stepWhere(n);
+    var title = n.label + (rec === step && step.name ? " \u2014 " + step.name : "");
     var html = "<div><b>" + esc(title) + "</b> " + badge(rec.status) +
       (where ? " <span class=\"where\">at <code>" + esc(where) + "</code></span>" : "") + "</div>";
-    html += "<div class=\"where\">" + esc(step.provider) + (step.ptype && step.ptype !== step.provider ? " (" +
-      esc(step.ptype) + ")" : "") + ", dispatch " + esc(step.dispatch) + (rec.run_id ? ", provider run id <code>" +
-      esc(rec.run_id) + "</code>" : "") + (rec.reused ? ", reused from run " + esc(rec.reused) : "") + "</div>";
+    var what = step.called ? "calls <code>" + esc(step.called.path) + "</code>" +
+      (step.called.name ? " (" + esc(step.called.name) + ")" : "") :
+      esc(step.provider) + (step.ptype && step.ptype !== step.provider ? " (" + esc(step.ptype) + ")" : "") +
+      ", dispatch " + esc(step.dispatch);
+    html += "<div class=\"where\">" + what +
+      (rec.run_id ? ", provider run id <code>" + esc(rec.run_id) + "</code>" : "") +
+      (rec.reused ? ", reused from run " + esc(rec.reused) : "") + "</div>";
     if (rec.err) {
       html += "<p class=\"error\">" + esc(errorLine(rec.err, true)) +
         (rec.err.attribution ? "\nattribution: " + esc(rec.err.attribution) : "") + "</p>";
@@ -515,10 +597,10 @@ _SCRIPT = r"""
   }
 
   // a for_each step's items: a list that renders only the rows in view
-  function itemsPanel(step, k) {
-    var panel = document.createElement("div");
+  function itemsPanel(n) {
+    var step = n.rec, panel = document.createElement("div");
     panel.className = "items st-" + step.status;
-    panel.setAttribute("data-items", String(k));
+    panel.setAttribute("data-items", n.path);
     var all = step.items, shown = all;
     var c = counts(all).map(function (p) { return badge(p[0], p[1] + " " + label(p[0])[1]); }).join(" ");
     var hasFail = all.some(isFailure);
@@ -533,7 +615,7 @@ _SCRIPT = r"""
     all.forEach(function (it) {
       if (it.s != null) { base = Math.min(base, it.s); len = Math.max(len, it.s + it.d - base); }
     });
-    var selected = -1, pending = false;
+    var selected = -1, pending = false, itemSteps = null;  // the selected item's called steps
     function layout() {
       list.style.height = Math.min(shown.length, LIST_ROWS) * ROW + 2 + "px";
       spacer.style.height = shown.length * ROW + "px";
@@ -544,11 +626,11 @@ _SCRIPT = r"""
       var first = Math.max(0, Math.floor(list.scrollTop / ROW) - 5);
       var last = Math.min(shown.length, first + LIST_ROWS + 10);
       var html = "";
-      for (var n = first; n < last; n++) {
-        var it = shown[n], l = label(it.status);
+      for (var r = first; r < last; r++) {
+        var it = shown[r], l = label(it.status);
         html += "<div class=\"irow st-" + esc(it.status) + (it.i === selected ? " sel" : "") + "\" data-i=\"" + it.i +
-          "\" data-item=\"" + esc(step.id) + "[" + it.i + "]\"><div class=\"lbl\">" + l[0] + " " + esc(l[1]) +
-          "</div><div class=\"sid\">" + esc(step.id) + "[" + it.i + "]" + (it.att.length > 1 ? " <small>" +
+          "\" data-item=\"" + esc(n.label) + "[" + it.i + "]\"><div class=\"lbl\">" + l[0] + " " + esc(l[1]) +
+          "</div><div class=\"sid\">" + esc(n.label) + "[" + it.i + "]" + (it.att.length > 1 ? " <small>" +
           it.att.length + " att.</small>" : "") + "</div><div class=\"track\">" + bars(it, base, len) +
           "</div><div class=\"dur\">" + (it.status === "not_run" ? "" : esc(dur(it.d))) + "</div></div>";
       }
@@ -562,13 +644,17 @@ _SCRIPT = r"""
       var row = ev.target.closest(".irow");
       if (!row) return;
       var i = +row.getAttribute("data-i");
+      if (itemSteps && itemSteps.parentNode) itemSteps.parentNode.removeChild(itemSteps);
+      itemSteps = null;
       if (selected === i) { selected = -1; detail.hidden = true; detail.innerHTML = ""; draw(); return; }
       selected = i;
-      var it = null;
-      for (var n = 0; n < all.length; n++) { if (all[n].i === i) { it = all[n]; break; } }
-      detail.innerHTML = detailsHtml(step, it, step.id + "[" + i + "]");
+      var position = 0;
+      while (all[position].i !== i) position++;
+      var item = childNode(n, "i" + position);
+      detail.innerHTML = detailsHtml(item);
       detail.hidden = false;
-      wireFolds(detail, it);
+      wireFolds(detail, item.rec);
+      if (item.rec.children && item.rec.children.length) itemSteps = placeAfter(panel, childrenBlock(item));
       draw();
     });
     var only = panel.querySelector("[data-only-failed]");
@@ -584,28 +670,42 @@ _SCRIPT = r"""
     return panel;
   }
 
+  // the steps of the runbook a step (or an item) called, as rows on the run's time axis
+  function childrenBlock(n) {
+    var block = document.createElement("div");
+    block.className = "children";
+    block.setAttribute("data-children", n.path);
+    block.innerHTML = n.rec.children.map(function (kid, c) { return stepRow(childNode(n, String(c))); }).join("");
+    return block;
+  }
+  function placeAfter(node, el) {
+    node.parentNode.insertBefore(el, node.nextSibling);
+    drawAllItems(el);
+    return el;
+  }
+  // what a row opened under it: its details, its items, the steps it called
+  function isOpenedPart(el) {
+    return el && ["details", "items", "children"].some(function (c) { return el.classList.contains(c); });
+  }
+
   function toggle(row) {
-    var k = +row.getAttribute("data-k"), step = D.steps[k];
+    var n = nodeAt(row.getAttribute("data-path")), step = n.rec;
     var open = row.getAttribute("aria-expanded") === "true";
-    var next = row.nextElementSibling;
-    while (next && (next.classList.contains("details") || next.classList.contains("items"))) {
-      var after = next.nextElementSibling;
-      next.parentNode.removeChild(next);
-      next = after;
-    }
+    while (isOpenedPart(row.nextElementSibling)) row.parentNode.removeChild(row.nextElementSibling);
     row.setAttribute("aria-expanded", open ? "false" : "true");
     if (open) return;
     var box = document.createElement("div");
     box.className = "details st-" + step.status;
-    box.innerHTML = detailsHtml(step, step, step.id + (step.name ? " \u2014 " + step.name : ""));
+    box.innerHTML = detailsHtml(n);
     box.addEventListener("click", function (ev) { ev.stopPropagation(); });
     wireFolds(box, step);
-    row.parentNode.insertBefore(box, row.nextSibling);
+    var last = placeAfter(row, box);
     if (step.items && step.items.length) {
-      var panel = itemsPanel(step, k);
-      box.parentNode.insertBefore(panel, box.nextSibling);
+      var panel = placeAfter(last, itemsPanel(n));
       panel.layout();
+      last = panel;
     }
+    if (step.children && step.children.length) placeAfter(last, childrenBlock(n));
   }
 
   renderHead();
@@ -633,15 +733,17 @@ _SCRIPT = r"""
   document.addEventListener("click", function (ev) {
     var link = ev.target.closest("[data-open]");
     if (!link) return;
-    var row = document.getElementById("step-" + link.getAttribute("data-open"));
-    if (row && row.getAttribute("aria-expanded") !== "true") toggle(row);
+    var parts = link.getAttribute("data-open").split(".");  // the step and every call it is in, opened
+    for (var p = 1; p <= parts.length; p++) {
+      var row = document.getElementById("step-" + parts.slice(0, p).join("."));
+      if (row && row.getAttribute("aria-expanded") !== "true") toggle(row);
+    }
   });
   var resized = null;
   window.addEventListener("resize", function () {
     window.clearTimeout(resized);
     resized = window.setTimeout(function () {
-      var canvases = timeline.querySelectorAll("canvas[data-k]");
-      for (var i = 0; i < canvases.length; i++) drawItems(canvases[i]);
+      drawAllItems(timeline);
     }, 100);
   });
   document.documentElement.setAttribute("data-rendered", String(D.steps.length));
