@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["Clock", "SYSTEM_CLOCK", "now_rfc3339"]
+__all__ = ["Clock", "SYSTEM_CLOCK", "now_rfc3339", "elapsed_ms"]
 
 
 def now_rfc3339() -> str:
@@ -13,6 +13,16 @@ def now_rfc3339() -> str:
     now = time.time()
     second = int(now)
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(second))}.{int((now - second) * 1000):03d}Z"
+
+
+def elapsed_ms(started_at: str, finished_at: str) -> int:
+    """Milliseconds from one :func:`now_rfc3339` stamp to a later one (0 if it is not later)."""
+    from datetime import datetime
+
+    def parsed(stamp: str) -> datetime:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+    return max(0, round((parsed(finished_at) - parsed(started_at)).total_seconds() * 1000))
 
 
 class Clock:

@@ -219,6 +219,8 @@ class Runner:
                    deadline: float | None) -> tuple[StepResult, BaseException | None]:
         """Item ``index`` of a ``for_each`` step that calls a runbook (in a worker thread: its
         steps' records are kept with the item, not journaled one by one)."""
+        from engine.recording import CollectedSteps
+
         collected = CollectedSteps(self.redactor)
         work = Work(step, True, item_context(step, context, items, index), previous)
         result = self._call(work, deadline, observer=collected)
@@ -343,41 +345,3 @@ class _Workers:
         """Let the threads end once their current call returns (nothing waits for them)."""
         for _ in self._threads:
             self._tasks.put(None)
-
-
-class CollectedSteps:
-    """An observer that keeps the records of a called runbook's steps in memory (for an item of
-    a ``for_each`` step, which runs in a worker thread and is recorded when it finishes)."""
-
-    def __init__(self, redactor: Redactor | None) -> None:
-        self.redactor = redactor or Redactor()
-        self.records: list[dict[str, Any]] = []
-        self._calls: list[tuple[Step, list[dict[str, Any]]]] = []
-        self._items: list[dict[str, Any]] = []
-
-    def step_started(self, step: Step, result: StepResult | None = None) -> None:
-        pass
-
-    def call_started(self, step: Step, child: Runbook) -> None:
-        self._calls.append((step, self.records))
-        self.records = []
-
-    def items_started(self, step: Step, count: int) -> None:
-        self._items = []
-
-    def item_finished(self, result: StepResult) -> None:
-        from engine.manifest import item_record, scrubbed_line
-
-        self._items.append(scrubbed_line(item_record(result), self.redactor)[0])
-
-    def step_finished(self, result: StepResult) -> None:
-        from engine.manifest import scrubbed_line, step_record
-
-        record = step_record(result)
-        if self._calls and result.step is self._calls[-1][0]:
-            step, outer = self._calls.pop()
-            record["children"], self.records = self.records, outer
-        if result.items is not None:
-            record["items"] = sorted(self._items, key=lambda item: item["index"])
-            self._items = []
-        self.records.append(scrubbed_line(record, self.redactor)[0])

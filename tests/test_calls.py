@@ -3,6 +3,7 @@ checked through the nested manifest, the console and the emulator's request log.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -172,8 +173,35 @@ def test_each_item_of_a_fan_out_calls_the_runbook_with_its_own_nested_record(
     assert made == ["a@x.io", "b@x.io", "c@x.io"]
     step = result.step("onboard")
     assert [[c["id"] for c in item["children"]] for item in step["items"]] == [["make", "note"]] * 3
+    lines = LEAF.splitlines()
+    where = [lines.index("  - id: make") + 1, lines.index("  - id: note") + 1]
+    assert [[c["line"] for c in item["children"]] for item in step["items"]] == [where] * 3  # as Recording's
     assert next(b for b in act_bodies(emulator) if b["key"] == "after")["input"] == {
         "got": ["a@x.io", "b@x.io", "c@x.io"]}
+
+
+def test_an_item_s_call_that_calls_again_records_what_it_called(write, tmp_path: Path,
+                                                                membrane_env: dict[str, str]) -> None:
+    (tmp_path / "lib").mkdir()
+    write(LEAF, name="lib/leaf.yml")
+    write(MID, name="lib/mid.yml")
+    path = write("""\
+        version: 1
+        name: twice
+        steps:
+          - id: each
+            runbook: ./lib/mid.yml
+            for_each: [ann@x.io, bob@x.io]
+            with: {who: "{{ item }}"}
+        """)
+    result = run_cli(["run", str(path)], cwd=tmp_path, env=membrane_env)
+    assert result.code == 0, result.stdout + result.stderr
+    for item in result.step("each")["items"]:
+        (leaf,) = item["children"]
+        assert leaf["called"] == {"path": str(tmp_path / "lib" / "leaf.yml"), "name": "leaf",
+                                  "sha256": hashlib.sha256(LEAF.encode()).hexdigest()}
+        assert leaf["line"] == MID.splitlines().index("  - id: leaf") + 1
+        assert [c["id"] for c in leaf["children"]] == ["make", "note"]
 
 
 def test_an_input_refused_once_rendered_fails_the_call_before_any_of_it_is_sent(
