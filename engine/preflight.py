@@ -20,6 +20,7 @@ from engine.schemas import checker, schema_messages
 from engine.templating import TemplateError, Templates, field_name, iter_templates, render_value, step_templates
 
 if TYPE_CHECKING:
+    from engine.loader import SourceMap
     from engine.remote_check import RemoteCheck, Resolved
 
 __all__ = ["Prepared", "preflight", "secret_references"]
@@ -106,95 +107,125 @@ def preflight(
 
     ``remote``: check the inputs against the actions' own schemas (engine/remote_check.py)
     with these settings; None: no check (``--no-remote-check``, replay, a Temporal worker)."""
-    source = runbook.source
-    env = dict(environ)
-    redactor = redactor if redactor is not None else Redactor()
-    notices: list[str] = []
-    problems: list[Problem] = []
-    refs = secret_references(runbook, templates)
-    missing = {name: path for name, path in refs.items() if name not in env}
-    for child in _called(runbook):  # a called runbook's secrets: known before step 1 too
-        for name, path in secret_references(child, templates).items():
-            if name not in env and name not in missing:
-                if emulator_url is not None:
-                    missing[name] = path
-                else:
-                    problems.append(child.source.problem(
-                        path, f"secret {name!r} is not set (this runbook is called by {runbook.path}): "
-                              f"export the environment variable {name}"))
-            refs.setdefault(name, path)
-    if missing and emulator_url is not None:
-        for name in missing:
-            env[name] = f"emulated-{name.lower()}"
-        notices.append("--emulate: placeholder values for unset secrets: " + ", ".join(sorted(missing)))
-        missing = {}
-    for name, path in sorted(missing.items()):
-        problems.append(source.problem(
-            path, f"secret {name!r} is not set: export the environment variable {name}"))
-    for name in refs:
-        redactor.add(env.get(name))
-
-    context = {"vars": vars, "secrets": env, "env": env, "run": run_info}
+    check = _Check(runbook, templates, environ, emulator_url, redactor if redactor is not None else Redactor())
+    missing = check.secrets()
+    context = {"vars": vars, "secrets": check.env, "env": check.env, "run": run_info}
     providers: dict[str, Provider] = {}
     for name in _used_providers(runbook):
-        spec = runbook.providers[name]
-        position = _provider_position(runbook, name)
+        provider = check.provider(name, context, missing)
+        if provider is not None:
+            providers[name] = provider
+    for name, provider in providers.items():
+        problem = _prove_credentials(runbook, name, provider)
+        if problem:
+            check.problem(_provider_position(runbook, name), problem)
+    resolved = check.remote(providers, remote) if not check.problems and remote is not None else None
+    targets = check.targets(providers)
+    if check.problems:
+        for provider in providers.values():
+            provider.close()
+        raise LocatedErrors(check.problems)
+    return Prepared(providers, check.redactor, check.env, check.notices, targets, emulator_url, resolved)
+
+
+class _Check:
+    """One pre-flight pass over a runbook: the environment it runs with (placeholder secrets
+    under ``--emulate``) and the problems and notices found so far, each message redacted."""
+
+    def __init__(self, runbook: Runbook, templates: Templates, environ: Mapping[str, str],
+                 emulator_url: str | None, redactor: Redactor) -> None:
+        self.runbook = runbook
+        self.templates = templates
+        self.env = dict(environ)
+        self.emulator_url = emulator_url
+        self.redactor = redactor
+        self.problems: list[Problem] = []
+        self.notices: list[str] = []
+
+    def problem(self, path: tuple[Any, ...], message: str, source: SourceMap | None = None) -> None:
+        """A problem at ``path`` of the runbook (or of ``source``); a message may quote a secret."""
+        self.problems.append((source or self.runbook.source).problem(path, self.redactor.text(message)))
+
+    def secrets(self) -> dict[str, tuple[Any, ...]]:
+        """Check every secret the runbook and the runbooks it calls name; teach the redactor their
+        values. Returns the ones not set (under ``--emulate``: none, each given a placeholder)."""
+        runbook, env = self.runbook, self.env
+        refs = secret_references(runbook, self.templates)
+        missing = {name: path for name, path in refs.items() if name not in env}
+        for child in _called(runbook):  # a called runbook's secrets: known before step 1 too
+            for name, path in secret_references(child, self.templates).items():
+                if name not in env and name not in missing:
+                    if self.emulator_url is not None:
+                        missing[name] = path
+                    else:
+                        self.problem(path, f"secret {name!r} is not set (this runbook is called by {runbook.path}): "
+                                           f"export the environment variable {name}", child.source)
+                refs.setdefault(name, path)
+        if missing and self.emulator_url is not None:
+            for name in missing:
+                env[name] = f"emulated-{name.lower()}"
+            self.notices.append("--emulate: placeholder values for unset secrets: " + ", ".join(sorted(missing)))
+            missing = {}
+        for name, path in sorted(missing.items()):
+            self.problem(path, f"secret {name!r} is not set: export the environment variable {name}")
+        for name in refs:
+            self.redactor.add(env.get(name))
+        return missing
+
+    def provider(self, name: str, context: Mapping[str, Any], missing: Mapping[str, Any]) -> Provider | None:
+        """Provider ``name`` built from its rendered, checked configuration (None: a problem)."""
+        spec = self.runbook.providers[name]
+        position = _provider_position(self.runbook, name)
         if any(secret in missing for _, src in iter_templates(spec.config)
-               for secret in templates.compile(src).analysis.secrets):
-            continue  # its configuration needs a secret that is not set: reported above
+               for secret in self.templates.compile(src).analysis.secrets):
+            return None  # its configuration needs a secret that is not set: reported already
         cls = provider_class(spec.type)
         try:
             # every value rendered from a secret (`| upper`, `| b64encode`, ...) is learned, so a
             # service that echoes a header back cannot leak it
-            config, _ = render_value(spec.config, templates, context, ("providers", name), redactor.add)
+            config, _ = render_value(spec.config, self.templates, context, ("providers", name), self.redactor.add)
         except TemplateError as exc:
-            problems.append(source.problem(position, str(exc)))
-            continue
+            self.problem(position, str(exc))
+            return None
         problem = _check_config(spec.type, config, ("providers", name))
-        if problem:  # a message quotes the value, which may be a secret
-            problems.append(source.problem(position, redactor.text(problem)))
-            continue
-        if config.get("insecure") is True:
-            notices.append(f"warning: providers.{name}: insecure: true - TLS certificates are NOT verified "
-                           "for its requests")
-        try:
-            if emulator_url is not None:
-                emulated = cls.emulated_config(config, emulator_url)
-                config = config if emulated is None else emulated
-            providers[name] = cls(name, config, env=env, redactor=redactor)
-        except ProviderError as exc:
-            said = f"providers.{name}: {exc.message}" if exc.type is ErrorType.PLUGIN else exc.message
-            problems.append(source.problem(position, redactor.text(said)))
-    for name, provider in providers.items():
-        problem = _prove_credentials(runbook, name, provider)
         if problem:
-            problems.append(source.problem(_provider_position(runbook, name), redactor.text(problem)))
-    resolved = None
-    if not problems and remote is not None:
+            self.problem(position, problem)
+            return None
+        if config.get("insecure") is True:
+            self.notices.append(f"warning: providers.{name}: insecure: true - TLS certificates are NOT verified "
+                                "for its requests")
+        try:
+            if self.emulator_url is not None:
+                emulated = cls.emulated_config(config, self.emulator_url)
+                config = config if emulated is None else emulated
+            return cls(name, config, env=self.env, redactor=self.redactor)
+        except ProviderError as exc:
+            self.problem(position, f"providers.{name}: {exc.message}" if exc.type is ErrorType.PLUGIN else exc.message)
+            return None
+
+    def remote(self, providers: Mapping[str, Provider], remote: RemoteCheck) -> Mapping[str, Resolved]:
+        """The remote input check's problems; what each step's action resolved to."""
         import dataclasses
 
         from engine.remote_check import check_runbook  # imported only when it runs
 
-        if emulator_url is not None:  # its catalog is local, and on another port each run: not cached
+        if self.emulator_url is not None:  # its catalog is local, and on another port each run: not cached
             remote = dataclasses.replace(remote, cached=False)
+        checked = check_runbook(self.runbook, providers, remote)
+        self.problems.extend(Problem(p.file, p.line, p.col, self.redactor.text(p.message), p.severity)
+                             for p in checked.problems)
+        return checked.resolved
 
-        checked = check_runbook(runbook, providers, remote)
-        resolved = checked.resolved
-        problems.extend(Problem(p.file, p.line, p.col, redactor.text(p.message), p.severity)
-                        for p in checked.problems)
-    targets: dict[str, str] = {}
-    for name, provider in providers.items():
-        try:
-            targets[name] = f"emulator {runbook.providers[name].type}" if emulator_url is not None \
-                else provider.target()
-        except ProviderError as exc:  # a plugin's target() that raised
-            problems.append(source.problem(_provider_position(runbook, name),
-                                           redactor.text(f"providers.{name}: {exc.message}")))
-    if problems:
-        for provider in providers.values():
-            provider.close()
-        raise LocatedErrors(problems)
-    return Prepared(providers, redactor, env, notices, targets, emulator_url, resolved)
+    def targets(self, providers: Mapping[str, Provider]) -> dict[str, str]:
+        """Where each provider sends (part of each step's request_sha256)."""
+        targets: dict[str, str] = {}
+        for name, provider in providers.items():
+            try:
+                targets[name] = f"emulator {self.runbook.providers[name].type}" if self.emulator_url is not None \
+                    else provider.target()
+            except ProviderError as exc:  # a plugin's target() that raised
+                self.problem(_provider_position(self.runbook, name), f"providers.{name}: {exc.message}")
+        return targets
 
 
 #: How long a credential proof may take when no step of the provider sets a timeout.
