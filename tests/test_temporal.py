@@ -27,6 +27,7 @@ from tests.test_calls import LEAF  # the called runbook of the local composition
 pytestmark = pytest.mark.temporal
 
 SECRET = "s3cr3t-Token-0123456789"
+LOST_MESSAGE = "the worker was lost; the action may have run"
 
 
 class Workers:
@@ -317,11 +318,83 @@ def test_kill_a_worker_mid_step(workers: Workers, tmp_path: Path, emu: Any, retr
         assert _keys(emu) == ["first", "slow", "slow", "last", "report"]  # asked for: sent again once
 
 
+@pytest.mark.parametrize("retry", ["", "retry: {attempts: 2, on: [timeout]}"], ids=["not-resent", "resent"])
+def test_kill_a_worker_as_soon_as_it_sends_a_step(workers: Workers, tmp_path: Path, emu: Any, retry: str) -> None:
+    """Killed (most likely) before it said what it was sending: the same outcome, with or without
+    the request, and a valid manifest."""
+    (tmp_path / "kill.yml").write_text(KILL.replace("RETRY", retry))
+    emu.reset()
+    emu.add_fault({"action": "slow"}, delay=20, times=1)
+    doomed = workers.start()
+    submit = subprocess.Popen([sys.executable, "-m", "engine", "submit", "kill.yml", "--wait",
+                               "--manifest", "m.json", "--heartbeat-timeout", "1"],
+                              cwd=tmp_path, env=workers.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    _wait_for(lambda: "slow" in _keys(emu), "the slow step to be sent")
+    doomed.kill()
+    doomed.wait()
+    workers.start()
+    out, err = submit.communicate(timeout=90)
+    manifest = check_manifest(json.loads((tmp_path / "m.json").read_text()))
+    slow = manifest["steps"][1]
+    assert slow["request"] in (None, {"key": "slow"})
+    if not retry:
+        assert submit.returncode == 130, out + err
+        assert slow["status"] == "interrupted" and slow["error"]["message"] == LOST_MESSAGE
+        assert _keys(emu) == ["first", "slow", "report"]
+    else:
+        assert submit.returncode == 0, out + err
+        assert [a["error"] for a in slow["attempts"]] == [f"timeout: {LOST_MESSAGE}", None]
+        assert _keys(emu) == ["first", "slow", "slow", "last", "report"]
+
+
 def _submitted_id(proc: subprocess.Popen[str]) -> str:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("submitted "), line
     return line.split()[1]
+
+
+FOLLOWED = """
+version: 1
+name: followed
+providers:
+  crm: {type: membrane}
+steps:
+  - id: first
+    provider: crm
+    dispatch: {key: first}
+  - id: slow
+    provider: crm
+    dispatch: {key: slow}
+    timeout: 30s
+  - id: last
+    provider: crm
+    dispatch: {key: last}
+"""
+
+
+def test_submit_wait_prints_each_step_as_it_finishes(workers: Workers, tmp_path: Path, emu: Any) -> None:
+    (tmp_path / "followed.yml").write_text(FOLLOWED)
+    emu.reset()
+    emu.add_fault({"action": "slow"}, delay=3, times=1)
+    workers.start()
+    submit = subprocess.Popen([sys.executable, "-m", "engine", "submit", "followed.yml", "--wait", "--manifest",
+                               "m.json"], cwd=tmp_path, env=workers.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert submit.stdout is not None
+    seen = []
+    for line in submit.stdout:
+        seen.append(line)
+        if line.split()[:2] == ["ok", "first"]:
+            break
+    # the first step's line came while the slow step was out: the step after it was not sent yet
+    assert "last" not in _keys(emu), seen
+    rest, err = submit.communicate(timeout=60)
+    assert submit.returncode == 0, "".join(seen) + rest + err
+    assert [line.split()[:2] for line in rest.splitlines() if line.startswith("ok")] == [["ok", "slow"],
+                                                                                         ["ok", "last"]]
+    assert "succeeded: 3 succeeded" in rest
 
 
 def test_a_batch_submitted_twice_starts_nothing_twice(workers: Workers, tmp_path: Path, emu: Any) -> None:
@@ -497,6 +570,86 @@ def test_calls_run_as_child_workflows_with_the_manifest_of_a_local_run(
     child = "startChildWorkflowExecutionInitiatedEventAttributes"
     nested = [e[child]["workflowId"] for e in _history(workers, f"{ident}/mid") if child in e]
     assert nested == [f"{ident}/mid/leaf"]
+
+
+INNER = """\
+version: 1
+name: inner
+inputs:
+  who: {type: string, required: true}
+steps:
+  - id: hello
+    provider: membrane
+    dispatch: {key: hello}
+  - id: slow
+    provider: membrane
+    dispatch: {key: slow}
+    input: {who: "{{ vars.who }}"}
+    timeout: 30s
+"""
+
+OUTER = """\
+version: 1
+name: outer
+steps:
+  - id: before
+    provider: membrane
+    dispatch: {key: before}
+  - id: each
+    runbook: ./inner.yml
+    for_each: "{{ ['ann', 'bob'] }}"
+    concurrency: 2
+    with: {who: "{{ item }}"}
+"""
+
+
+def test_status_shows_the_called_runbooks_running_under_their_step(
+        workers: Workers, tmp_path: Path, emu: Any) -> None:
+    (tmp_path / "inner.yml").write_text(INNER)
+    (tmp_path / "outer.yml").write_text(OUTER)
+    emu.reset()
+    emu.add_fault({"action": "slow"}, delay=5, times=2)
+    workers.start()
+    submit = subprocess.Popen([sys.executable, "-m", "engine", "submit", "outer.yml", "--wait"], cwd=tmp_path,
+                              env=workers.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ident = _submitted_id(submit)
+    _wait_for(lambda: _keys(emu).count("slow") == 2, "both calls' slow steps to be sent")
+    shown = workers.cli(["status", ident], tmp_path)
+    assert shown.code == 0, shown.stdout + shown.stderr
+    head, *calls = shown.stdout.splitlines()
+    assert "step 2 of 2  current: each  items: 0/2 done, 0 failed, 2 in flight  (1 succeeded)" in head, head
+    assert sorted(calls) == [f"  each[{i}]: {ident}/each/{i}  running  step 2 of 2  current: slow  (1 succeeded)"
+                             for i in (0, 1)], shown.stdout
+    as_json = json.loads(workers.cli(["status", ident, "--json"], tmp_path).stdout)
+    assert sorted((c["step"], c["index"], c["workflow_id"], c["current"], c["workflow"]) for c in as_json["calls"]) \
+        == [("each", i, f"{ident}/each/{i}", "slow", "running") for i in (0, 1)]
+    out, err = submit.communicate(timeout=60)
+    assert submit.returncode == 0, out + err
+    finished = json.loads(workers.cli(["status", ident, "--json"], tmp_path).stdout)
+    assert finished["status"] == "succeeded" and finished["calls"] == []
+
+
+def test_the_worker_sandbox_skips_serialization_contexts_only_for_a_converter_that_takes_none() -> None:
+    import dataclasses
+
+    from temporalio.api.common.v1 import Payload
+    from temporalio.converter import DataConverter, PayloadCodec
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    from engine.temporal.sandbox import takes_no_context, workflow_runner
+
+    class Codec(PayloadCodec):
+        async def encode(self, payloads: Any) -> list[Payload]:
+            return list(payloads)
+
+        async def decode(self, payloads: Any) -> list[Payload]:
+            return list(payloads)
+
+    coded = dataclasses.replace(DataConverter.default, payload_codec=Codec())
+    assert takes_no_context(DataConverter.default) and not takes_no_context(coded)
+    assert isinstance(workflow_runner(DataConverter.default), SandboxedWorkflowRunner)  # still the sandbox
+    assert type(workflow_runner(coded)) is SandboxedWorkflowRunner
+    assert type(workflow_runner(DataConverter.default)) is not SandboxedWorkflowRunner
 
 
 USES = """\

@@ -28,7 +28,8 @@ async def runs_of(client: Any, batch: str) -> list[Any]:
 
 
 async def run_status(client: Any, ident: str) -> dict[str, Any]:
-    """The ``status`` query of a run, with its Temporal state."""
+    """The ``status`` query of a run, with its Temporal state (``workflow``); each called
+    runbook running (``calls``) with its own, at every depth of calls."""
     from temporalio.service import RPCError
 
     handle = client.get_workflow_handle(ident)
@@ -38,7 +39,42 @@ async def run_status(client: Any, ident: str) -> dict[str, Any]:
     except RPCError as exc:
         raise RunbookError(f"{ident}: no such run: {exc.message}") from None
     progress["workflow"] = description.status.name.lower() if description.status else None
+    progress["calls"] = await asyncio.gather(*(_call_status(client, call) for call in progress.get("calls") or []))
     return progress
+
+
+async def _call_status(client: Any, call: dict[str, Any]) -> dict[str, Any]:
+    """A running call's step, item and child workflow, and that workflow's :func:`run_status`
+    (only ``workflow: starting`` while no worker has started it)."""
+    try:
+        return {**call, **await run_status(client, call["workflow_id"])}
+    except RunbookError:
+        return {**call, "workflow": "starting"}
+
+
+def _progress_line(progress: dict[str, Any]) -> str:
+    """``running  step 2 of 4  current: slow  items: ...  (1 succeeded)``."""
+    line = f"{progress['status']}  step {min(progress['done'] + 1, progress['total'])} of {progress['total']}"
+    if progress["current"]:
+        line += f"  current: {progress['current']}"
+    if progress.get("items"):
+        items = progress["items"]
+        line += f"  items: {items['done']}/{items['total']} done, {items['failed']} failed, " \
+                f"{items['in_flight']} in flight"
+    steps = ", ".join(f"{n} {s}" for s, n in progress["steps"].items())
+    return line + (f"  ({steps})" if steps else "")
+
+
+def _call_lines(calls: list[dict[str, Any]], depth: int = 1) -> list[str]:
+    """Under a run's line, each called runbook running (``  mid: runbook/B/K/mid  running ...``),
+    its own calls under it."""
+    lines = []
+    for call in calls:
+        name = call["step"] + (f"[{call['index']}]" if call.get("index") is not None else "")
+        state = _progress_line(call) if "status" in call else call["workflow"]
+        lines.append(f"{'  ' * depth}{name}: {call['workflow_id']}  {state}")
+        lines += _call_lines(call.get("calls") or [], depth + 1)
+    return lines
 
 
 async def _status(ident: str, connection: Connection, json_output: bool, stdout: TextIO) -> int:
@@ -54,16 +90,9 @@ async def _status(ident: str, connection: Connection, json_output: bool, stdout:
         if json_output:
             stdout.write(json.dumps(progress, indent=2) + "\n")
             return 0
-        line = f"{workflow_id(batch, key)}  run {progress['run_id']}  {progress['status']}  " \
-               f"step {min(progress['done'] + 1, progress['total'])} of {progress['total']}"
-        if progress["current"]:
-            line += f"  current: {progress['current']}"
-        if progress.get("items"):
-            items = progress["items"]
-            line += f"  items: {items['done']}/{items['total']} done, {items['failed']} failed, " \
-                    f"{items['in_flight']} in flight"
-        steps = ", ".join(f"{n} {s}" for s, n in progress["steps"].items())
-        stdout.write(line + (f"  ({steps})" if steps else "") + "\n")
+        lines = [f"{workflow_id(batch, key)}  run {progress['run_id']}  {_progress_line(progress)}",
+                 *_call_lines(progress["calls"])]
+        stdout.write("".join(line + "\n" for line in lines))
         return 0
     executions = await runs_of(client, batch)
     if not executions:

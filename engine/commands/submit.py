@@ -96,14 +96,16 @@ async def _submit(runbook: Runbook, jobs: list[tuple[str, dict[str, Any]]], wait
 
 async def _wait(client: Any, runbook: Runbook, idents: list[str], manifest_path: str | None,
                 stdout: TextIO, stderr: TextIO) -> int:
-    """Wait for each run; print its step lines as ``run`` does; write its manifest; the exit code."""
+    """Wait for each run in turn, printing its step lines as its steps finish (as ``run`` does);
+    write its manifest; the exit code."""
     from engine.files import atomic_write
     from engine.session import default_manifest_path
 
     worst = 0
     for ident in idents:
+        printer = RunPrinter(runbook, stdout)
         try:
-            manifest = await client.get_workflow_handle(ident).result()
+            manifest = await follow(client.get_workflow_handle(ident), printer)
         except Exception as exc:  # the workflow failed, was terminated or cancelled
             stderr.write(f"{ident}: the workflow did not finish: {exc}\n")
             worst = max(worst, 3)
@@ -111,7 +113,7 @@ async def _wait(client: Any, runbook: Runbook, idents: list[str], manifest_path:
         path = manifest_path if manifest_path and len(idents) == 1 else default_manifest_path(manifest["run"]["id"])
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         atomic_write(path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
-        print_run(runbook, manifest, path, stdout)
+        printer.finished(manifest, path)
         status = Status(manifest["run"]["status"])
         code = EXIT_CODES[status]
         if any((s.get("error") or {}).get("type") == "internal" for s in manifest["steps"]):
@@ -120,31 +122,65 @@ async def _wait(client: Any, runbook: Runbook, idents: list[str], manifest_path:
     return worst
 
 
-def print_run(runbook: Runbook, manifest: dict[str, Any], path: str, stdout: TextIO) -> None:
-    """The step lines ``run`` prints, from a finished run's manifest."""
-    from engine.redaction import Redactor
-    from engine.report.console import ConsoleReporter
-    from engine.temporal.runs import result_of
+#: How often ``--wait`` asks a run for the steps it finished (a query: it writes no history).
+FOLLOW_EVERY = 0.3
 
-    console = ConsoleReporter(stdout, Redactor(), runbook, progress=False)
 
-    def lines(of: Runbook, records: list[dict[str, Any]]) -> None:
+async def follow(handle: Any, printer: RunPrinter, every: float = FOLLOW_EVERY) -> dict[str, Any]:
+    """A run's manifest once it finishes; meanwhile its ``steps`` query every ``every`` seconds,
+    whose new records ``printer`` prints. A query that fails (no worker has the run yet) or is
+    slow is asked again later; the result does not wait for it."""
+    from datetime import timedelta
+
+    result: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(handle.result())
+    while not (await asyncio.wait([result], timeout=every))[0]:
+        query = asyncio.ensure_future(handle.query("steps", printer.printed, rpc_timeout=timedelta(seconds=10)))
+        await asyncio.wait([result, query], return_when=asyncio.FIRST_COMPLETED)
+        if not query.done():
+            query.cancel()
+        elif query.exception() is None:
+            printer.steps(query.result())
+    manifest = result.result()
+    printer.steps(manifest["steps"][printer.printed:])
+    return manifest
+
+
+class RunPrinter:
+    """The step lines ``run`` prints, from a run's records as they come, then its summary."""
+
+    def __init__(self, runbook: Runbook, stdout: TextIO) -> None:
+        from engine.redaction import Redactor
+        from engine.report.console import ConsoleReporter
+
+        self.runbook, self.stdout = runbook, stdout
+        self.console = ConsoleReporter(stdout, Redactor(), runbook, progress=False)
+        self.printed = 0  # the run's (top-level) records printed so far
+
+    def steps(self, records: list[dict[str, Any]]) -> None:
+        """Print the lines of the next records of the run (a called runbook's nested in its call's)."""
+        self._lines(self.runbook, records)
+        self.printed += len(records)
+
+    def _lines(self, of: Runbook, records: list[dict[str, Any]]) -> None:
+        from engine.temporal.runs import result_of
+
         steps = {s.id: s for s in of.steps + of.finally_steps}
         for record in records:
             step = steps.get(record["id"])
             if step is None:
                 raise RunbookError(f"the manifest records step {record['id']!r}, which the runbook does not have")
             if step.child is not None and record.get("children") is not None:
-                console.call_started(step)  # a called runbook's steps: onboard › make
-                lines(step.child, record["children"])
+                self.console.call_started(step)  # a called runbook's steps: onboard › make
+                self._lines(step.child, record["children"])
             for item in record.get("items") or []:
-                console.item_finished(result_of(step, item))
-            console.step_finished(result_of(step, record))
+                self.console.item_finished(result_of(step, item))
+            self.console.step_finished(result_of(step, record))
 
-    lines(runbook, manifest["steps"])
-    counts: dict[str, int] = {}
-    for record in manifest["steps"]:
-        counts[record["status"]] = counts.get(record["status"], 0) + 1
-    if manifest["run"].get("error"):
-        stdout.write(f"error: {manifest['run']['error']}\n")
-    console.run_finished(Status(manifest["run"]["status"]), counts, path)
+    def finished(self, manifest: dict[str, Any], path: str) -> None:
+        """The run's error, if any, and its summary line (``failed: 2 succeeded, 1 failed``)."""
+        counts: dict[str, int] = {}
+        for record in manifest["steps"]:
+            counts[record["status"]] = counts.get(record["status"], 0) + 1
+        if manifest["run"].get("error"):
+            self.stdout.write(f"error: {manifest['run']['error']}\n")
+        self.console.run_finished(Status(manifest["run"]["status"]), counts, path)

@@ -26,6 +26,7 @@ async def _worker(connection: Connection, max_activities: int, stdout: TextIO) -
 
     from engine.temporal.activities import Activities
     from engine.temporal.client import connect
+    from engine.temporal.sandbox import workflow_runner
     from engine.temporal.workflow import RunbookWorkflow
 
     client = await connect(connection)
@@ -48,7 +49,8 @@ async def _worker(connection: Connection, max_activities: int, stdout: TextIO) -
 
     activities.on_rate_queue = rate_queue
     main = Worker(client, task_queue=connection.queue, workflows=[RunbookWorkflow], activities=activities.all,
-                  max_concurrent_activities=max_activities, graceful_shutdown_timeout=timedelta(seconds=10))
+                  workflow_runner=workflow_runner(client.data_converter), max_concurrent_activities=max_activities,
+                  graceful_shutdown_timeout=timedelta(seconds=10))
     address = client.service_client.config.target_host
     try:
         async with main:

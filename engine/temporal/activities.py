@@ -57,6 +57,9 @@ RATE_SHARE = 0.45
 GATE_SHARE = 0.96
 
 _LOST = "the worker was lost; the action may have run"
+#: How often an activity looks whether its step has news for the heartbeat (an attempt going out):
+#: an answer that comes sooner needs none, and its step costs the server no heartbeat to write.
+SENDING_NEWS_AFTER = 0.25
 
 
 class _Items(list[Any]):
@@ -76,12 +79,12 @@ class _Items(list[Any]):
 
 
 class _Beat:
-    """What the activity last said it is doing, scrubbed; the heartbeat sends it."""
+    """What the activity last said it is doing, scrubbed, and whether the heartbeat has sent it."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(self) -> None:
         self.redactor = Redactor()  # the run's, once its providers are prepared
         self.details: dict[str, Any] = {}
-        self._wake = wake
+        self.news = False  # details not sent yet
 
     def sending(self, holder: StepResult) -> None:
         """An attempt is about to be sent: say its request and the attempts so far."""
@@ -91,7 +94,12 @@ class _Beat:
             "started_at": holder.started_at, "request": holder.request, "request_sha256": holder.request_sha256,
             "attempts": [a._asdict() for a in holder.attempts], "sending_at": now_rfc3339(),
         })
-        self._wake()
+        self.news = True
+
+    def take(self) -> dict[str, Any]:
+        """The details to heartbeat (news no more)."""
+        self.news = False
+        return self.details
 
 
 class _BeatingGate(Gate):
@@ -257,9 +265,7 @@ class Activities:
             # fails at once with its poll timeout, which the workflow tells from other failures
             run_step = step._replace(poll=PollPolicy(max(step.poll.interval, 1.0), 0.0, step.poll.backoff))
         if attempt > 1:  # the step's retry.on names timeout: its attempts go on from the lost one's
-            earlier = [Attempt(**a) for a in previous.get("attempts") or []]
-            earlier.append(Attempt(len(earlier) + 1, previous.get("sending_at") or previous.get("started_at") or "",
-                                   0, None, f"timeout: {_LOST}"))
+            earlier = _lost_attempts(previous, "timeout")
             run_step = step._replace(retry=step.retry._replace(attempts=max(1, step.retry.attempts - len(earlier))))
         executor = self._executor(runbook, templates, entry, beat, holder)
         deadline = executor.clock.monotonic() + inp["deadline_in"] if inp.get("deadline_in") is not None else None
@@ -342,27 +348,22 @@ class Activities:
                         redactor=prepared.redactor, targets=prepared.targets, gates=gates)
 
     async def _threaded(self, work: Callable[[_Beat], T]) -> T:
-        """Run ``work`` on the activity threads while heartbeating what it says it is doing (at
-        once when it says it is sending, else every third of the heartbeat timeout)."""
+        """Run ``work`` on the activity threads while heartbeating what it says it is doing: an
+        attempt going out, at most :data:`SENDING_NEWS_AFTER` seconds after it went (not if its
+        answer came first), and at least every third of the heartbeat timeout."""
         loop = asyncio.get_running_loop()
-        woken = asyncio.Event()
-        def wake() -> None:
-            loop.call_soon_threadsafe(woken.set)
-
-        beat = _Beat(wake)
+        beat = _Beat()
         future: asyncio.Future[T] = loop.run_in_executor(self.pool, contextvars.copy_context().run, work, beat)
-        info = activity.info()
-        interval = info.heartbeat_timeout.total_seconds() / 3 if info.heartbeat_timeout else None
-        if interval is None:
+        timeout = activity.info().heartbeat_timeout
+        if not timeout:
             return await future
-        while True:  # the first heartbeat is the first news (Temporal sends later ones at most so often)
-            waiter: asyncio.Future[Any] = asyncio.ensure_future(woken.wait())
-            done, _ = await asyncio.wait([future, waiter], timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            if future in done:
-                return future.result()
-            woken.clear()
-            activity.heartbeat(beat.details)
+        interval = timeout.total_seconds() / 3
+        last = loop.time()
+        while not (await asyncio.wait([future], timeout=min(SENDING_NEWS_AFTER, interval)))[0]:
+            if beat.news or loop.time() - last >= interval:  # (Temporal sends them at most so often)
+                activity.heartbeat(beat.take())
+                last = loop.time()
+        return future.result()
 
     async def _runbook(self, inp: Mapping[str, Any]) -> tuple[Runbook, Templates]:
         """The runbook of ``inp["sha256"]``: cached, else loaded from the text in the workflow's input."""
@@ -567,12 +568,20 @@ def _lost_result(step: Step, previous: Mapping[str, Any], index: int | None) -> 
                         request=previous.get("request"))
     result.index = index
     result.request_sha256 = previous.get("request_sha256")
-    result.attempts = [Attempt(**a) for a in previous.get("attempts") or []]
-    result.attempts.append(Attempt(len(result.attempts) + 1, previous.get("sending_at") or now, 0, None,
-                                   f"interrupted: {_LOST}"))
+    result.attempts = _lost_attempts(previous, "interrupted")
     result.error = StepError(ErrorType.INTERRUPTED, _LOST)
     result.finished_at = now
     return result
+
+
+def _lost_attempts(previous: Mapping[str, Any], became: str) -> list[Attempt]:
+    """The attempts a lost worker's last heartbeat recorded, then the one it was making (``became``
+    ``timeout`` or ``interrupted``), started when it said it was sending it (or now, if it said nothing)."""
+    from engine.clock import now_rfc3339
+
+    attempts = [Attempt(**a) for a in previous.get("attempts") or []]
+    started = previous.get("sending_at") or previous.get("started_at") or now_rfc3339()
+    return [*attempts, Attempt(len(attempts) + 1, started, 0, None, f"{became}: {_LOST}")]
 
 
 def _record(result: StepResult, redactor: Redactor, *, items: bool = False) -> dict[str, Any]:

@@ -85,25 +85,32 @@ class RunbookWorkflow:
         self._total = 0
         self._current: str | None = None
         self._fan: FanOut | None = None
+        self._calls: dict[str, dict[str, Any]] = {}  # the called runbooks running, by child workflow id
         self._status = "running"
 
     @workflow.query(name="status")
     def status(self) -> dict[str, Any]:
-        """Step k of N, the step in flight, its items (for a fan-out), the steps per status."""
+        """Step k of N, the step in flight, its items (for a fan-out), the steps per status, and
+        the called runbooks running (``calls``: their child workflows, by step and item)."""
         counts: dict[str, int] = {}
         for record in self._records:
             counts[record["status"]] = counts.get(record["status"], 0) + 1
         out: dict[str, Any] = {
             "run_id": (self._manifest or {}).get("run", {}).get("id"),
             "status": self._status, "done": len(self._records), "total": self._total,
-            "current": self._current, "steps": counts,
+            "current": self._current, "steps": counts, "calls": list(self._calls.values()),
         }
         fan = self._fan
         if fan is not None:
-            items = fan.counts()
-            out["items"] = {"total": fan.count, "done": fan.count - items.get("not_run", 0) - len(fan.in_flight),
-                            "failed": fan.failed, "in_flight": len(fan.in_flight)}
+            not_done = fan.counts().get("not_run", 0)  # the items in flight, and those not started
+            out["items"] = {"total": fan.count, "done": fan.count - not_done, "failed": fan.failed,
+                            "in_flight": len(fan.in_flight)}
         return out
+
+    @workflow.query(name="steps")
+    def steps(self, since: int = 0) -> list[dict[str, Any]]:
+        """The records of the steps finished so far, from the ``since``-th on."""
+        return self._records[since:]
 
     @workflow.query(name="manifest")
     def manifest(self) -> dict[str, Any] | None:
@@ -306,6 +313,7 @@ class RunbookWorkflow:
         result = StepResult(step, Status.RUNNING, started_at=stamp(begun),
                             request={"runbook": path, "with": answer["inputs"]})
         result.index = index
+        self._calls[ident] = {"step": step.id, "index": index, "workflow_id": ident}
         try:
             manifest = await workflow.execute_child_workflow(WORKFLOW, child, id=ident,
                                                              task_queue=self._job["task_queue"])
@@ -324,15 +332,13 @@ class RunbookWorkflow:
                                          location=call["location"])
             elif result.status is Status.INTERRUPTED:
                 result.error = StepError(ErrorType.INTERRUPTED, f"interrupted in the called runbook {path}")
+        finally:
+            del self._calls[ident]
         finished = workflow.now()
         result.finished_at = stamp(finished)
         result.duration_ms = int((finished - begun).total_seconds() * 1000)
-        if index is None:
-            record = step_record(result)
-            record["children"] = manifest["steps"]
-        else:  # an item's steps are recorded as a local run keeps them (without lines or called)
-            record = item_record(result)
-            record["children"] = _collected(manifest["steps"])
+        record = step_record(result) if index is None else item_record(result)
+        record["children"] = manifest["steps"]
         return record
 
     def _failed(self, step: Step, exc: ActivityError, index: int | None) -> dict[str, Any]:
@@ -408,21 +414,6 @@ def _internal(records: list[dict[str, Any]]) -> bool:
         if _internal(record.get("children") or []) or _internal(record.get("items") or []):
             return True
     return False
-
-
-def _collected(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of an item's called runbook as a local run collects them (its
-    ``CollectedSteps``: no ``line``, no ``called``), at every depth."""
-    out = []
-    for record in records:
-        record = {k: v for k, v in record.items() if k not in ("line", "called")}
-        if "children" in record:
-            record["children"] = _collected(record["children"])
-        for item in record.get("items") or []:
-            if "children" in item:
-                item["children"] = _collected(item["children"])
-        out.append(record)
-    return out
 
 
 def _seconds(value: float | None) -> timedelta | None:
