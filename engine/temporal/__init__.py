@@ -6,8 +6,9 @@ templates reference, the activity options of each step. :mod:`~engine.temporal.w
 :class:`~engine.conductor.Conductor` and :class:`~engine.conductor.FanOut` as the workflow's
 logic; :mod:`~engine.temporal.activities` runs each step or ``for_each`` item with the
 :class:`~engine.executor.Executor` inside a worker, whose environment holds the secrets;
-:mod:`~engine.temporal.client` connects. Only ``runbook worker``, ``submit``, ``status`` and
-``results`` import ``temporalio`` (the optional extra ``[temporal]``).
+:mod:`~engine.temporal.client` connects; :mod:`~engine.temporal.sandbox` is the sandbox the
+worker runs the workflow in. Only ``runbook worker``, ``submit``, ``status`` and ``results`` import
+``temporalio`` (the optional extra ``[temporal]``).
 """
 
 from __future__ import annotations
