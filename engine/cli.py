@@ -338,16 +338,18 @@ def worker(max_activities: int, **options: Any) -> int:
 @click.option("--heartbeat-timeout", type=click.FloatRange(min=0.5), metavar="SECONDS",
               help="How soon a silent worker is taken for lost (default 10).")
 @_temporal_options
+@_colour_option
 def submit(file: str, var_pairs: tuple[str, ...], vars_files: tuple[str, ...], batch_file: str | None,
            batch: str | None, wait: bool, manifest_path: str | None, heartbeat_timeout: float | None,
-           **options: Any) -> int:
+           colour: str, **options: Any) -> int:
     """Validate FILE as `run` does, then run it on Temporal: one workflow per run (or per row)."""
     _needs_temporal()
     from engine.commands.submit import submit as submit_command
+    from engine.report.colour import palette_for
 
     return _exit_now(submit_command(file, var_pairs=var_pairs, vars_files=vars_files, batch_file=batch_file,
                           batch=batch, wait=wait, manifest_path=manifest_path, heartbeat_timeout=heartbeat_timeout,
-                          connection=_connection(options)))
+                          connection=_connection(options), palette=palette_for(colour, sys.stdout)))
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,13 +153,20 @@ outputs:
 def test_submit_wait_gives_the_manifest_of_a_local_run(workers: Workers, tmp_path: Path, emu: Any) -> None:
     (tmp_path / "same.yml").write_text(SAME)
     workers.start()
-    local = run_cli(["run", "same.yml", "--manifest", "local.json"], cwd=tmp_path, env=workers.env)
+    local = run_cli(["run", "same.yml", "--manifest", "local.json", "--color", "always"], cwd=tmp_path,
+                    env=workers.env)
     assert local.code == 1, local.stderr
-    submitted = workers.cli(["submit", "same.yml", "--wait", "--manifest", "temporal.json"], tmp_path)
+    submitted = workers.cli(["submit", "same.yml", "--wait", "--manifest", "temporal.json", "--color", "always"],
+                            tmp_path)
     assert submitted.code == 1, submitted.stdout + submitted.stderr
-    # the same step lines as `run`, apart from durations and run ids
-    lines = [line.split()[:2] for line in submitted.stdout.splitlines() if line[:4] in ("ok  ", "FAIL", "skip")]
-    assert lines == [line.split()[:2] for line in local.stdout.splitlines() if line[:4] in ("ok  ", "FAIL", "skip")]
+    # the same step lines as `run` (in the same colours), apart from durations and run ids
+    assert "\x1b[32mok  \x1b[0m" in submitted.stdout and "\x1b[32mok  \x1b[0m" in local.stdout
+
+    def step_lines(text: str) -> list[list[str]]:
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+        return [line.split()[:2] for line in plain.splitlines() if line[:4] in ("ok  ", "FAIL", "skip")]
+
+    assert step_lines(submitted.stdout) == step_lines(local.stdout)
     on_temporal = check_manifest(json.loads((tmp_path / "temporal.json").read_text()))
     here = check_manifest(json.loads((tmp_path / "local.json").read_text()))
     assert _comparable(on_temporal) == _comparable(here)

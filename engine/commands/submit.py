@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from engine.errors import RunbookError
 from engine.model import EXIT_CODES, Runbook, Status
+from engine.report.colour import PLAIN, Palette
 from engine.temporal.client import Connection
 
 __all__ = ["submit"]
@@ -19,9 +20,11 @@ __all__ = ["submit"]
 def submit(file: str, *, var_pairs: Sequence[str] = (), vars_files: Sequence[str] = (),
            batch_file: str | None = None, batch: str | None = None, wait: bool = False,
            manifest_path: str | None = None, connection: Connection | None = None,
-           heartbeat_timeout: float | None = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+           heartbeat_timeout: float | None = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr,
+           palette: Palette = PLAIN) -> int:
     """Check ``file`` (and every row's variables) as ``run`` does, exit 2 on a problem with nothing
-    started; start a workflow per run; with ``wait``, wait for them and exit as ``run`` would.
+    started; start a workflow per run; with ``wait``, wait for them and exit as ``run`` would
+    (``palette``: the step lines' colours).
 
     Secrets and credentials are the workers' (they are checked where the steps run), so the
     pre-flight of ``run`` is not made here.
@@ -52,11 +55,11 @@ def submit(file: str, *, var_pairs: Sequence[str] = (), vars_files: Sequence[str
     jobs = [(workflow_id(batch, key), spec.job(runbook, templates, text, vars={**runbook.vars, **given, **row},
                                                task_queue=queue, git=git, batch=batch, key=key, **kwargs))
             for key, row in rows]
-    return asyncio.run(_submit(runbook, jobs, wait, manifest_path, connection, stdout, stderr))
+    return asyncio.run(_submit(runbook, jobs, wait, manifest_path, connection, stdout, stderr, palette))
 
 
 async def _submit(runbook: Runbook, jobs: list[tuple[str, dict[str, Any]]], wait: bool, manifest_path: str | None,
-                  connection: Connection, stdout: TextIO, stderr: TextIO) -> int:
+                  connection: Connection, stdout: TextIO, stderr: TextIO, palette: Palette) -> int:
     from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -91,11 +94,11 @@ async def _submit(runbook: Runbook, jobs: list[tuple[str, dict[str, Any]]], wait
     stdout.flush()
     if not wait:
         return 0
-    return await _wait(client, runbook, [ident for ident, _ in jobs], manifest_path, stdout, stderr)
+    return await _wait(client, runbook, [ident for ident, _ in jobs], manifest_path, stdout, stderr, palette)
 
 
 async def _wait(client: Any, runbook: Runbook, idents: list[str], manifest_path: str | None,
-                stdout: TextIO, stderr: TextIO) -> int:
+                stdout: TextIO, stderr: TextIO, palette: Palette) -> int:
     """Wait for each run in turn, printing its step lines as its steps finish (as ``run`` does);
     write its manifest; the exit code."""
     from engine.files import atomic_write
@@ -103,7 +106,7 @@ async def _wait(client: Any, runbook: Runbook, idents: list[str], manifest_path:
 
     worst = 0
     for ident in idents:
-        printer = RunPrinter(runbook, stdout)
+        printer = RunPrinter(runbook, stdout, palette)
         try:
             manifest = await follow(client.get_workflow_handle(ident), printer)
         except Exception as exc:  # the workflow failed, was terminated or cancelled
@@ -148,12 +151,12 @@ async def follow(handle: Any, printer: RunPrinter, every: float = FOLLOW_EVERY) 
 class RunPrinter:
     """The step lines ``run`` prints, from a run's records as they come, then its summary."""
 
-    def __init__(self, runbook: Runbook, stdout: TextIO) -> None:
+    def __init__(self, runbook: Runbook, stdout: TextIO, palette: Palette = PLAIN) -> None:
         from engine.redaction import Redactor
         from engine.report.console import ConsoleReporter
 
         self.runbook, self.stdout = runbook, stdout
-        self.console = ConsoleReporter(stdout, Redactor(), runbook, progress=False)
+        self.console = ConsoleReporter(stdout, Redactor(), runbook, progress=False, palette=palette)
         self.printed = 0  # the run's (top-level) records printed so far
 
     def steps(self, records: list[dict[str, Any]]) -> None:
