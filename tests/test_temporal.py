@@ -363,23 +363,8 @@ def _submitted_id(proc: subprocess.Popen[str]) -> str:
     return line.split()[1]
 
 
-FOLLOWED = """
-version: 1
-name: followed
-providers:
-  crm: {type: membrane}
-steps:
-  - id: first
-    provider: crm
-    dispatch: {key: first}
-  - id: slow
-    provider: crm
-    dispatch: {key: slow}
-    timeout: 30s
-  - id: last
-    provider: crm
-    dispatch: {key: last}
-"""
+#: KILL with no retry: its slow step's line is followed (its finally step included)
+FOLLOWED = KILL.replace("    RETRY\n", "")
 
 
 def test_submit_wait_prints_each_step_as_it_finishes(workers: Workers, tmp_path: Path, emu: Any) -> None:
@@ -400,9 +385,9 @@ def test_submit_wait_prints_each_step_as_it_finishes(workers: Workers, tmp_path:
     assert "last" not in _keys(emu), seen
     rest, err = submit.communicate(timeout=60)
     assert submit.returncode == 0, "".join(seen) + rest + err
-    assert [line.split()[:2] for line in rest.splitlines() if line.startswith("ok")] == [["ok", "slow"],
-                                                                                         ["ok", "last"]]
-    assert "succeeded: 3 succeeded" in rest
+    assert [line.split()[:2] for line in rest.splitlines() if line.startswith("ok")] == [
+        ["ok", "slow"], ["ok", "last"], ["ok", "report"]]
+    assert "succeeded: 4 succeeded" in rest
 
 
 def test_a_batch_submitted_twice_starts_nothing_twice(workers: Workers, tmp_path: Path, emu: Any) -> None:
