@@ -24,13 +24,15 @@ async def manifest_of(client: Any, ident: str) -> dict[str, Any] | None:
     """A run's manifest: its result when finished, else what its ``manifest`` query says so far."""
     from temporalio.client import WorkflowExecutionStatus
 
+    from engine.temporal.packing import unpacked
+
     handle = client.get_workflow_handle(ident)
     description = await handle.describe()
     if description.status == WorkflowExecutionStatus.COMPLETED:
-        manifest: dict[str, Any] = await handle.result()
+        manifest: dict[str, Any] = unpacked(await handle.result())
         return manifest
     if description.status == WorkflowExecutionStatus.RUNNING:
-        return await handle.query("manifest")  # type: ignore[no-any-return]  # JSON of the query
+        return unpacked(await handle.query("manifest"))  # type: ignore[no-any-return]  # JSON of the query
     return None
 
 

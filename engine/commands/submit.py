@@ -135,15 +135,17 @@ async def follow(handle: Any, printer: RunPrinter, every: float = FOLLOW_EVERY) 
     slow is asked again later; the result does not wait for it."""
     from datetime import timedelta
 
-    result: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(handle.result())
+    from engine.temporal.packing import unpacked
+
+    result: asyncio.Future[Any] = asyncio.ensure_future(handle.result())
     while not (await asyncio.wait([result], timeout=every))[0]:
         query = asyncio.ensure_future(handle.query("steps", printer.printed, rpc_timeout=timedelta(seconds=10)))
         await asyncio.wait([result, query], return_when=asyncio.FIRST_COMPLETED)
         if not query.done():
             query.cancel()
         elif query.exception() is None:
-            printer.steps(query.result())
-    manifest = result.result()
+            printer.steps(unpacked(query.result()))
+    manifest: dict[str, Any] = unpacked(result.result())
     printer.steps(manifest["steps"][printer.printed:])
     return manifest
 

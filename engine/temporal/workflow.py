@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         STEP_ACTIVITY,
         WORKFLOW,
     )
+    from engine.temporal.packing import TooLarge, packed, unpacked
     from engine.temporal.spec import referenced, skeleton_runbook, stamp
 
 __all__ = ["RunbookWorkflow", "LOST"]
@@ -108,19 +109,30 @@ class RunbookWorkflow:
         return out
 
     @workflow.query(name="steps")
-    def steps(self, since: int = 0) -> list[dict[str, Any]]:
-        """The records of the steps finished so far, from the ``since``-th on."""
-        return self._records[since:]
+    def steps(self, since: int = 0) -> Any:
+        """The records of the steps finished so far, from the ``since``-th on (:func:`packed`; none
+        when they are too large to answer with: the run's result has them)."""
+        try:
+            return packed(self._records[since:], "the steps")
+        except TooLarge:
+            return []
 
     @workflow.query(name="manifest")
-    def manifest(self) -> dict[str, Any] | None:
-        """The manifest so far (``run.status: running`` until the end)."""
+    def manifest(self) -> Any:
+        """The manifest so far (``run.status: running`` until the end; :func:`packed`)."""
         if self._manifest is None:
             return None
-        return {**self._manifest, "steps": list(self._records)}
+        return packed({**self._manifest, "steps": list(self._records)})
 
     @workflow.run
-    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, job: dict[str, Any]) -> Any:
+        """The run's manifest (:func:`packed`: compressed when large)."""
+        try:
+            return packed(await self._run(job))
+        except TooLarge as exc:  # as it is, no worker could complete the run: it fails, saying why
+            raise ApplicationError(str(exc), type="ManifestTooLarge", non_retryable=True) from None
+
+    async def _run(self, job: dict[str, Any]) -> dict[str, Any]:
         info = workflow.info()
         self._job = job
         runbook = skeleton_runbook(job["runbook"])
@@ -315,8 +327,8 @@ class RunbookWorkflow:
         result.index = index
         self._calls[ident] = {"step": step.id, "index": index, "workflow_id": ident}
         try:
-            manifest = await workflow.execute_child_workflow(WORKFLOW, child, id=ident,
-                                                             task_queue=self._job["task_queue"])
+            manifest = unpacked(await workflow.execute_child_workflow(WORKFLOW, child, id=ident,
+                                                                      task_queue=self._job["task_queue"]))
         except ChildWorkflowError as exc:
             result.status = Status.FAILED
             result.error = StepError(ErrorType.INTERNAL,
