@@ -509,3 +509,35 @@ def test_serve_forever_in_another_process() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_three_hundred_connections_opened_at_once_are_all_answered(emulator: Emulator) -> None:
+    """A fan-out opens its connections together; the listen backlog must hold them (socketserver's
+    default of 5 reset most of these)."""
+    import http.client
+    import threading
+
+    host, port = emulator.url.removeprefix("http://").split(":")
+    together = threading.Barrier(300)
+    statuses: list[int] = []
+    errors: list[str] = []
+
+    def one() -> None:
+        try:
+            together.wait(timeout=30)
+            connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            connection.request("POST", "/act", body=json.dumps({"id": "say-hello"}),
+                               headers={"Authorization": "Bearer t", "Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+            connection.close()
+        except Exception as exc:  # the failure the test looks for
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=one) for _ in range(300)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and statuses == [200] * 300

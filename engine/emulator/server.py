@@ -194,6 +194,9 @@ class EmulatorServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    #: the listen backlog: socketserver's default of 5 resets connections when a fan-out opens
+    #: a hundred at once, which no real service does
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(
         self,
