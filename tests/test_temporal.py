@@ -295,17 +295,25 @@ def _keys(emu: Any) -> list[str]:
     return [body.get("key") for body in act_bodies(emu)]
 
 
-@pytest.mark.parametrize("retry", ["", "retry: {attempts: 2, on: [timeout]}"], ids=["not-resent", "resent"])
-def test_kill_a_worker_mid_step(workers: Workers, tmp_path: Path, emu: Any, retry: str) -> None:
+def _submit_kill(workers: Workers, tmp_path: Path, emu: Any,
+                 retry: str) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    """A worker (to be killed) and ``submit --wait`` of KILL, once its slow step is out (the first
+    `slow` hangs 20 s; a second would not)."""
     (tmp_path / "kill.yml").write_text(KILL.replace("RETRY", retry))
     emu.reset()
-    emu.add_fault({"action": "slow"}, delay=20, times=1)  # the first `slow` hangs; a second would not
+    emu.add_fault({"action": "slow"}, delay=20, times=1)
     doomed = workers.start()
     submit = subprocess.Popen([sys.executable, "-m", "engine", "submit", "kill.yml", "--wait",
                                "--manifest", "m.json", "--heartbeat-timeout", "1"],
                               cwd=tmp_path, env=workers.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     _wait_for(lambda: "slow" in _keys(emu), "the slow step to be sent")
+    return doomed, submit
+
+
+@pytest.mark.parametrize("retry", ["", "retry: {attempts: 2, on: [timeout]}"], ids=["not-resent", "resent"])
+def test_kill_a_worker_mid_step(workers: Workers, tmp_path: Path, emu: Any, retry: str) -> None:
+    doomed, submit = _submit_kill(workers, tmp_path, emu, retry)
     status = workers.cli(["status", _submitted_id(submit)], tmp_path)
     assert "step 2 of 4" in status.stdout and "current: slow" in status.stdout, status.stdout + status.stderr
     workers.start()  # the survivor
@@ -335,15 +343,7 @@ def test_kill_a_worker_mid_step(workers: Workers, tmp_path: Path, emu: Any, retr
 def test_kill_a_worker_as_soon_as_it_sends_a_step(workers: Workers, tmp_path: Path, emu: Any, retry: str) -> None:
     """Killed (most likely) before it said what it was sending: the same outcome, with or without
     the request, and a valid manifest."""
-    (tmp_path / "kill.yml").write_text(KILL.replace("RETRY", retry))
-    emu.reset()
-    emu.add_fault({"action": "slow"}, delay=20, times=1)
-    doomed = workers.start()
-    submit = subprocess.Popen([sys.executable, "-m", "engine", "submit", "kill.yml", "--wait",
-                               "--manifest", "m.json", "--heartbeat-timeout", "1"],
-                              cwd=tmp_path, env=workers.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    _wait_for(lambda: "slow" in _keys(emu), "the slow step to be sent")
+    doomed, submit = _submit_kill(workers, tmp_path, emu, retry)
     doomed.kill()
     doomed.wait()
     workers.start()
