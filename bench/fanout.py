@@ -751,18 +751,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        results = measure(args)
-    except BenchError as exc:
-        sys.stderr.write(f"bench failed: {exc}\n")
-        return 1
-    print(table(results))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"\nresults: {out}")
-    return 0
+    return chain_bench.run_bench(parse_args(argv), measure, table)
 
 
 if __name__ == "__main__":

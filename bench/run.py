@@ -57,7 +57,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -843,8 +843,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_bench(args: argparse.Namespace, measure: Callable[[argparse.Namespace], dict[str, Any]],
+              table: Callable[[dict[str, Any]], str]) -> int:
+    """Measure, print the table, write the results to ``args.out``; 1 if the bench failed."""
     try:
         results = measure(args)
     except BenchError as exc:
@@ -856,6 +857,10 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"\nresults: {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_bench(parse_args(argv), measure, table)
 
 
 if __name__ == "__main__":
